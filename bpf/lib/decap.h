@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * decap.h - classify an underlay frame; shared by the XDP and TC entry points.
+ *
+ * ovl_rx_classify() looks at Ethernet / IPv4 or IPv6 / UDP / VXLAN and decides:
+ *   1                 the frame is VXLAN for one of our overlays: rx is filled
+ *                     (VNI, overlay, bytes to strip, inner Ethernet header);
+ *   0                 not ours: the caller passes it up untouched (host
+ *                     traffic, other UDP, unknown VNIs, other listen ips);
+ *   -OVL_DROP_*       ours but unacceptable (truncated inner frame, strict
+ *                     source check failed); rx->ov is set for counting.
+ * It only reads the packet; pointers are checked against data_end here.
+ */
+#ifndef OVL_DECAP_H
+#define OVL_DECAP_H
+
+struct ovl_rx {
+	__u32 vni;
+	__u32 strip;               /* OVL_ENCAP4_LEN or OVL_ENCAP6_LEN */
+	struct ovl_overlay *ov;
+	struct ethhdr *inner;
+	__be16 inner_proto;        /* inner ethertype */
+};
+
+static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
+				      struct ovl_addr *saddr, struct ovl_addr *daddr,
+				      __u32 strip, struct ovl_rx *rx)
+{
+	struct ovl_vxlanhdr *vx = (void *)(udp + 1);
+	struct ovl_peer_key pk = {};
+	struct ovl_overlay *ov;
+	struct ethhdr *inner;
+	__u16 dport;
+	__u32 vni;
+
+	if ((void *)(vx + 1) > data_end)
+		return 0;
+	dport = bpf_ntohs(udp->dest);
+	if (!listen_ports.lookup(&dport))
+		return 0;
+	if (!(vx->flags & bpf_htonl(OVL_VXLAN_I_FLAG)))
+		return 0;
+	vni = bpf_ntohl(vx->vni) >> 8;
+	ov = overlays.lookup(&vni);
+	if (!ov || ov->listen_port != udp->dest)
+		return 0;
+	if (!ovl_addr_is_any(&ov->listen_ip) && !ovl_addr_eq(&ov->listen_ip, daddr))
+		return 0;
+
+	rx->vni = vni;
+	rx->ov = ov;
+	rx->strip = strip;
+	inner = (void *)(vx + 1);
+	if ((void *)(inner + 1) > data_end)
+		return -OVL_DROP_MALFORMED;
+	rx->inner = inner;
+	rx->inner_proto = inner->h_proto;
+
+	if (ov->flags & OVL_F_STRICT) {
+		if (ov->mode == OVL_MODE_POINT) {
+			if (!ovl_addr_eq(&ov->point.ip, saddr))
+				return -OVL_DROP_STRICT_SOURCE;
+		} else {
+			pk.vni = vni;
+			pk.ip = *saddr;
+			if (!peers.lookup(&pk))
+				return -OVL_DROP_STRICT_SOURCE;
+		}
+	}
+	return 1;
+}
+
+static __always_inline int ovl_rx_classify(void *data, void *data_end, struct ovl_rx *rx)
+{
+	struct ethhdr *eth = data;
+	struct ovl_addr saddr, daddr;
+
+	rx->ov = 0;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		struct udphdr *udp;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		/* Options and fragments are left to the kernel stack. */
+		if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+		    (ip->frag_off & bpf_htons(OVL_IP_MF | OVL_IP_OFFMASK)))
+			return 0;
+		udp = (void *)(ip + 1);
+		ovl_addr_set_v4(&saddr, ip->saddr);
+		ovl_addr_set_v4(&daddr, ip->daddr);
+		return ovl_rx_udp(data_end, udp, &saddr, &daddr, OVL_ENCAP4_LEN, rx);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		/* Extension headers are left to the kernel stack. */
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return 0;
+		ovl_addr_set_v6(&saddr, &ip6->saddr);
+		ovl_addr_set_v6(&daddr, &ip6->daddr);
+		return ovl_rx_udp(data_end, (void *)(ip6 + 1), &saddr, &daddr,
+				  OVL_ENCAP6_LEN, rx);
+	}
+	return 0;
+}
+
+/* Local port for a decapsulated unicast frame, or NULL. */
+static __always_inline struct ovl_port *ovl_rx_port(const struct ovl_rx *rx)
+{
+	struct ovl_l2key key;
+
+	ovl_l2key_set(&key, rx->vni, rx->inner->h_dest);
+	return ports.lookup(&key);
+}
+
+#endif /* OVL_DECAP_H */

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * flood.h - broadcast/multicast delivery to the local ports of one VNI.
+ * Each copy is a bpf_clone_redirect() to the port's host end (egress), so the
+ * guest side runs eth_type_trans() and sees the right pkt_type. The original
+ * skb is left to the caller. Returns the number of copies sent.
+ */
+#ifndef OVL_FLOOD_H
+#define OVL_FLOOD_H
+
+static __always_inline __u32 ovl_flood(struct __sk_buff *skb, __u32 vni, __u32 exclude)
+{
+	struct ovl_flood *fl = flood.lookup(&vni);
+	__u32 i, n = 0, count;
+
+	if (!fl)
+		return 0;
+	count = fl->count;
+	if (count > OVL_MAX_FLOOD)
+		count = OVL_MAX_FLOOD;
+	for (i = 0; i < OVL_MAX_FLOOD; i++) {
+		__u32 ifindex;
+
+		if (i >= count)
+			break;
+		ifindex = fl->ifindex[i];
+		if (ifindex == exclude || ifindex == 0)
+			continue;
+		if (bpf_clone_redirect(skb, ifindex, 0) == 0)
+			n++;
+	}
+	return n;
+}
+
+#endif /* OVL_FLOOD_H */

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ovl_abi.h - THE map ABI shared by the BPF programs and pyovl (Python).
+ *
+ * Everything userspace reads or writes is declared here: map names and sizes,
+ * key and value layouts, drop reasons, counter slots. pyovl/bpf/abi.py mirrors
+ * it with ctypes and tests/unit/test_abi_sync.py parses this file to prove the
+ * two agree. When you change anything below, bump OVL_ABI_VERSION: pins live
+ * under /sys/fs/bpf/pyovl/v<OVL_ABI_VERSION>/ and the loader refuses pinned
+ * maps whose shape differs (bcc does not check pinned map types).
+ *
+ * Byte order: IP addresses and UDP ports are network order (__be*), VNIs and
+ * everything else host order. IPv4 addresses are stored v4-mapped in 16 bytes
+ * (::ffff:a.b.c.d), as illumos stores them.
+ */
+#ifndef OVL_ABI_H
+#define OVL_ABI_H
+
+#define OVL_ABI_VERSION 1
+#define OVL_ABI_MAGIC 0x70796f76 /* "pyov" */
+
+#define OVL_MAX_VNI 0xffffff
+#define OVL_MAX_OVERLAYS 16384   /* overlay ids 1..16383; id 0 = unattributed */
+#define OVL_MAX_VNICS 4096
+#define OVL_MAX_TARGETS 1048576  /* no-prealloc: memory follows the fill */
+#define OVL_MAX_PEERS 65536
+#define OVL_MAX_FLOOD 32         /* local ports of one VNI that get broadcast */
+#define OVL_MAX_LISTEN 64
+
+/* overlay modes (illumos OVERLAY_TARGET_POINT / _DYNAMIC) */
+#define OVL_MODE_POINT 1
+#define OVL_MODE_DYNAMIC 2
+
+/* overlay flags */
+#define OVL_F_STRICT 0x1 /* decap only from known destinations of the overlay */
+
+/* target states */
+#define OVL_TARGET_VALID 1
+#define OVL_TARGET_DROP 2
+
+/* vnic flags */
+#define OVL_VNIC_F_PEER 0x1 /* veth: deliver with bpf_redirect_peer */
+
+/* Underlay address as pyovl stores it: 16 bytes, IPv4 v4-mapped. */
+struct ovl_addr {
+	__u32 w[4];
+};
+
+/* Where a frame goes on the underlay. */
+struct ovl_dest {
+	struct ovl_addr ip;
+	__be16 port;
+	__u8 state;   /* OVL_TARGET_* */
+	__u8 flags;   /* reserved (encrypt-required, issue 7) */
+	__u32 pad;
+	__u64 expiry_ns; /* bpf_ktime_get_ns() deadline, 0 = none (DROP TTLs) */
+};
+
+/* overlays: VNI -> overlay */
+struct ovl_overlay {
+	__u32 id;             /* stats slot, 1..OVL_MAX_OVERLAYS-1 */
+	__u8 mode;            /* OVL_MODE_* */
+	__u8 flags;           /* OVL_F_* */
+	__be16 listen_port;
+	struct ovl_addr listen_ip; /* all zero or ::ffff:0.0.0.0 = any */
+	struct ovl_addr src_ip;    /* outer source used by encap */
+	struct ovl_dest point;     /* POINT mode destination */
+	__u16 sport_min;      /* UDP source port range (host order) */
+	__u16 sport_max;
+	__u16 mtu;            /* overlay MTU (inner L3), informational for now */
+	__u16 pad;
+};
+
+/* vnics: ifindex of a VNIC's host end -> its place in an overlay */
+struct ovl_vnic {
+	__u32 vni;
+	__u8 mac[6];
+	__u16 vlan;  /* reserved: VLAN id of the VNIC (0 = none) */
+	__u32 flags; /* OVL_VNIC_F_* */
+};
+
+/* ports and targets are keyed by (VNI, MAC) */
+struct ovl_l2key {
+	__u32 vni;
+	__u8 mac[6];
+	__u16 pad; /* always 0 */
+};
+
+/* ports: (VNI, MAC) -> local delivery */
+struct ovl_port {
+	__u32 ifindex; /* host end of the VNIC */
+	__u32 flags;   /* OVL_VNIC_F_* */
+};
+
+/* flood: VNI -> the host ends of its local ports (broadcast delivery) */
+struct ovl_flood {
+	__u32 count;
+	__u32 ifindex[OVL_MAX_FLOOD];
+};
+
+/* peers: (VNI, underlay ip) -> refcount; the strict-mode source check */
+struct ovl_peer_key {
+	__u32 vni;
+	struct ovl_addr ip;
+};
+
+/* abi: one entry that userspace writes on creation and checks on reuse */
+struct ovl_abi_info {
+	__u32 magic;
+	__u32 version;
+	__u32 sizes; /* sizeof(ovl_overlay) << 16 | sizeof(ovl_dest) */
+	__u32 pad;
+};
+
+/*
+ * Drop reasons. Helpers return them negated (-OVL_DROP_*), entry programs
+ * count them per overlay and per CPU in the stats map.
+ */
+enum ovl_drop {
+	OVL_DROP_MALFORMED = 1,   /* truncated or malformed frame */
+	OVL_DROP_NOT_A_PORT,      /* port program on an interface with no vnic */
+	OVL_DROP_NO_OVERLAY,      /* the VNIC's VNI has no overlay */
+	OVL_DROP_SRC_MAC,         /* source MAC is not the VNIC's (spoofing) */
+	OVL_DROP_NO_TARGET,       /* dynamic overlay: destination MAC unknown */
+	OVL_DROP_TARGET_DROP,     /* target entry says DROP */
+	OVL_DROP_BCAST_DYNAMIC,   /* broadcast/multicast on a dynamic overlay */
+	OVL_DROP_NO_ROUTE,        /* no underlay route to the destination */
+	OVL_DROP_FWD_DISABLED,    /* fib lookup needs forwarding on the VNIC */
+	OVL_DROP_NO_NEIGH,        /* non-IP frame, underlay next hop unresolved */
+	OVL_DROP_TOO_BIG,         /* encapsulated frame exceeds the underlay */
+	OVL_DROP_ENCAP_FAIL,      /* kernel refused to grow the packet */
+	OVL_DROP_NO_PORT,         /* decap: no local port for the inner MAC */
+	OVL_DROP_STRICT_SOURCE,   /* decap: outer source unknown to the overlay */
+	OVL_DROP_DECAP_FAIL,      /* kernel refused to shrink the packet */
+	OVL_DROP_MAX,
+};
+
+/* Counter slots; stats index = overlay id * OVL_STAT_MAX + slot. */
+enum ovl_stat {
+	OVL_STAT_TX_PACKETS = 0,  /* encapsulated onto the underlay */
+	OVL_STAT_TX_BYTES,        /* inner frame bytes */
+	OVL_STAT_RX_PACKETS,      /* decapsulated and delivered */
+	OVL_STAT_RX_BYTES,
+	OVL_STAT_LOCAL_PACKETS,   /* switched between local ports */
+	OVL_STAT_LOCAL_BYTES,
+	OVL_STAT_FLOOD_PACKETS,   /* broadcast copies to local ports */
+	OVL_STAT_DROP_BASE,       /* + enum ovl_drop */
+	OVL_STAT_MAX = OVL_STAT_DROP_BASE + OVL_DROP_MAX,
+};
+
+#define OVL_STATS_ENTRIES (OVL_MAX_OVERLAYS * OVL_STAT_MAX)
+
+/* Test builds (-DOVL_TRACE) record each verdict for BPF_PROG_RUN checks. */
+struct ovl_trace {
+	__u32 verdict;  /* TC_ACT_* / XDP_* */
+	__u32 ifindex;  /* redirect target, 0 if none */
+	__u32 vni;      /* overlay the frame was attributed to */
+	__s32 reason;   /* drop reason, 0 if none */
+	__u32 flooded;  /* local broadcast copies */
+	__u32 pad;
+};
+
+/* Map names as pinned: <pin dir>/<name>. */
+#define OVL_MAP_OVERLAYS overlays
+#define OVL_MAP_VNICS vnics
+#define OVL_MAP_PORTS ports
+#define OVL_MAP_TARGETS targets
+#define OVL_MAP_FLOOD flood
+#define OVL_MAP_PEERS peers
+#define OVL_MAP_LISTEN listen_ports
+#define OVL_MAP_STATS stats
+#define OVL_MAP_ABI abi
+
+#endif /* OVL_ABI_H */

@@ -1,0 +1,1 @@
+"""The BPF side of pyovl: ABI mirror, syscalls, maps, loader and test runs."""

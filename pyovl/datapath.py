@@ -1,0 +1,394 @@
+"""The data-path module: load, attach, configure and tear down one instance.
+
+A Datapath is one pyovl instance (one per network namespace): its programs and
+maps pinned under pin_dir, its attachments recorded in state_dir. It is the
+single writer of the maps when no daemon runs (one-shot CLI commands); every
+input is validated before anything is changed, so a bad value leaves the
+running data path as it was.
+
+Typical use:
+    dp = Datapath()                       # instance named after the netns
+    dp.init(["eth1"])                     # compile/pin, attach the underlay
+    dp.add_overlay(23, listen_ip="198.18.0.1", point=("198.18.0.2", 4789))
+    dp.add_port("vnic0", vni=23, mac="02:00:00:00:00:0a")
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import ipaddress
+import json
+import os
+import socket
+
+from pyovl import netlink, netns
+from pyovl.bpf import abi, loader
+from pyovl.bpf.maps import PinnedMaps
+from pyovl.errors import PyovlError, StateError, UsageError
+
+STATE_ROOT = "/run/pyovl"
+DEFAULT_PORT = 4789
+DEFAULT_SPORT_RANGE = (32768, 60999)  # the kernel vxlan device's default
+HOOKS = ("auto", "tc", "xdp")
+
+
+def check_vni(vni: int) -> int:
+    if not isinstance(vni, int) or not 0 <= vni <= abi.MAX_VNI:
+        raise UsageError("vnetid %s out of range (0-%d)" % (vni, abi.MAX_VNI))
+    return vni
+
+
+def check_port(port: int, what: str = "port") -> int:
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError("%s %s out of range (1-65535)" % (what, port))
+    return port
+
+
+def check_ip(ip: str, what: str = "address") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(ip)
+    except ValueError:
+        raise UsageError("invalid %s: %s" % (what, ip)) from None
+
+
+def check_mac(mac: str) -> bytes:
+    try:
+        raw = abi.mac_bytes(mac)
+    except ValueError:
+        raise UsageError("invalid MAC address: %s" % mac) from None
+    if raw[0] & 1:
+        raise UsageError("MAC address %s is multicast; a VNIC needs a unicast MAC" % mac)
+    return raw
+
+
+def _dest(ip: str, port: int, state: int = abi.TARGET_VALID) -> abi.Dest:
+    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=state)
+
+
+class Datapath:
+    def __init__(self, instance: str | None = None, pin_dir: str | None = None,
+                 state_dir: str | None = None, trace: bool = False):
+        self.instance = instance or netns.current_name()
+        self.pin_dir = pin_dir or netns.pin_dir(self.instance)
+        self.state_dir = state_dir or os.path.join(STATE_ROOT, self.instance)
+        self.trace = trace
+        self._maps: PinnedMaps | None = None
+
+    # -- state ----------------------------------------------------------
+    @property
+    def _state_file(self) -> str:
+        return os.path.join(self.state_dir, "datapath.json")
+
+    def _load_state(self) -> dict:
+        try:
+            with open(self._state_file) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {"attached": {}}
+
+    def _save_state(self, state: dict) -> None:
+        os.makedirs(self.state_dir, exist_ok=True)
+        tmp = self._state_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+        os.replace(tmp, self._state_file)
+
+    @property
+    def maps(self) -> PinnedMaps:
+        if self._maps is None:
+            self._maps = PinnedMaps(self.pin_dir, trace=self.trace)
+        return self._maps
+
+    def close(self) -> None:
+        if self._maps is not None:
+            self._maps.close()
+            self._maps = None
+
+    def loaded(self) -> bool:
+        return loader.is_loaded(self.pin_dir)
+
+    # -- programs -------------------------------------------------------
+    def load(self, force: bool = False) -> None:
+        loader.load(self.pin_dir, trace=self.trace, force=force)
+
+    def init(self, underlays: list[str], hook: str = "auto") -> None:
+        """Load the programs and attach the underlay program(s) to each device."""
+        if hook not in HOOKS:
+            raise UsageError("unknown decap hook %s (one of %s)" % (hook, ", ".join(HOOKS)))
+        infos = {dev: netlink.link_info(dev) for dev in underlays}  # validates names first
+        self.load()
+        for dev, info in infos.items():
+            self.attach_underlay(dev, hook if hook != "auto" else
+                                 ("tc" if info["kind"] in ("veth", "netkit") else "xdp"))
+
+    def attach_underlay(self, dev: str, hook: str) -> None:
+        """TC ingress always (broadcast copies, and the whole job on veth);
+        XDP in front of it when hook is xdp."""
+        state = self._load_state()
+        fd = loader.open_prog(self.pin_dir, "underlay_tc")
+        try:
+            created = netlink.tc_attach(dev, fd, "ovl_underlay_tc")
+        finally:
+            os.close(fd)
+        prev = state["attached"].get(dev, {})
+        state["attached"][dev] = {"role": "underlay", "hook": hook,
+                                  "clsact": created or prev.get("clsact", False)}
+        self._save_state(state)
+        if hook == "xdp":
+            fd = loader.open_prog(self.pin_dir, "underlay_xdp")
+            try:
+                netlink.xdp_attach(dev, fd)
+            finally:
+                os.close(fd)
+        else:
+            netlink.xdp_detach(dev) if prev.get("hook") == "xdp" else None
+
+    def underlays(self) -> dict[str, dict]:
+        return {k: v for k, v in self._load_state()["attached"].items() if v["role"] == "underlay"}
+
+    # -- overlays -------------------------------------------------------
+    def _free_id(self) -> int:
+        used = {v.id for _, v in self.maps.overlays.items()}
+        for i in range(1, abi.MAX_OVERLAYS):
+            if i not in used:
+                return i
+        raise PyovlError("no free overlay id: %d overlays exist" % (abi.MAX_OVERLAYS - 1))
+
+    def add_overlay(self, vni: int, listen_ip: str, listen_port: int = DEFAULT_PORT,
+                    point: tuple[str, int] | None = None, mtu: int = 1400,
+                    sport_range: tuple[int, int] = DEFAULT_SPORT_RANGE, strict: bool = False,
+                    src_ip: str | None = None) -> None:
+        """Create or update the overlay for vni. point=(ip, port) makes it a
+        POINT (direct) overlay, otherwise it is DYNAMIC (targets)."""
+        check_vni(vni)
+        lip = check_ip(listen_ip, "listen ip")
+        check_port(listen_port, "listen port")
+        lo, hi = sport_range
+        if not (1 <= lo <= hi <= 65535):
+            raise UsageError("invalid source port range %d-%d" % (lo, hi))
+        pdest = _dest(point[0], point[1]) if point else None
+        if src_ip is None:
+            src_ip = self._pick_src(lip, point[0] if point else None)
+        sip = check_ip(src_ip, "source address")
+        if pdest and sip.version != pdest.ip.ip().version:
+            raise UsageError("destination %s and source %s are of different IP versions" % (point[0], sip))
+
+        key = abi.U32(vni)
+        old = self.maps.overlays.get(key)
+        ov = abi.Overlay(id=old.id if old else self._free_id(),
+                         mode=abi.MODE_POINT if point else abi.MODE_DYNAMIC,
+                         flags=abi.F_STRICT if strict else 0,
+                         listen_port=socket.htons(listen_port), listen_ip=abi.Addr.of(lip),
+                         src_ip=abi.Addr.of(sip), sport_min=lo, sport_max=hi, mtu=mtu)
+        if pdest:
+            ov.point = pdest
+            netlink.keep_neighbour(point[0])
+        if old is None:
+            self._listen_ref(listen_port, +1)
+        elif socket.ntohs(old.listen_port) != listen_port:
+            self._listen_ref(listen_port, +1)
+            self._listen_ref(socket.ntohs(old.listen_port), -1)
+        self.maps.overlays.put(key, ov)
+
+    def _pick_src(self, lip, point_ip: str | None) -> str:
+        if not lip.is_unspecified:
+            return str(lip)
+        if point_ip:
+            src = netlink.route_src(point_ip)
+            if src:
+                return src
+        for dev in self.underlays():
+            addr = netlink.first_address(dev)
+            if addr:
+                return addr
+        raise UsageError("listen ip %s is a wildcard and no underlay address was found: "
+                         "give a source address" % lip)
+
+    def _listen_ref(self, port: int, delta: int) -> None:
+        key = abi.U16(port)
+        cur = self.maps.listen_ports.get(key)
+        n = (cur.value if cur is not None else 0) + delta
+        if n > 0:
+            self.maps.listen_ports.put(key, abi.U32(n))
+        else:
+            self.maps.listen_ports.delete(key)
+
+    def del_overlay(self, vni: int) -> None:
+        check_vni(vni)
+        ov = self.maps.overlays.get(abi.U32(vni))
+        if ov is None:
+            raise UsageError("no overlay with vnetid %d" % vni)
+        ports = [k for k, v in self.maps.vnics.items() if v.vni == vni]
+        if ports:
+            raise UsageError("overlay %d still has %d port(s): delete them first" % (vni, len(ports)))
+        for k, _ in list(self.maps.targets.items()):
+            if k.vni == vni:
+                self.maps.targets.delete(k)
+        for k in list(self.maps.peers.keys()):
+            if k.vni == vni:
+                self.maps.peers.delete(k)
+        self.maps.overlays.delete(abi.U32(vni))
+        self.maps.flood.delete(abi.U32(vni))
+        self._listen_ref(socket.ntohs(ov.listen_port), -1)
+
+    def overlays(self) -> dict[int, abi.Overlay]:
+        return {k.value: v for k, v in self.maps.overlays.items()}
+
+    # -- ports ----------------------------------------------------------
+    def add_port(self, ifname: str, vni: int, mac: str | None = None) -> None:
+        """Make ifname (a VNIC's host end) a port of overlay vni. mac is the
+        guest's MAC; for a veth it defaults to the peer's."""
+        check_vni(vni)
+        info = netlink.link_info(ifname)
+        if self.maps.overlays.get(abi.U32(vni)) is None:
+            raise UsageError("no overlay with vnetid %d" % vni)
+        if mac is None:
+            raise UsageError("the MAC address of the guest behind %s is required" % ifname)
+        raw = check_mac(mac)
+        idx = info["ifindex"]
+        flags = abi.VNIC_F_PEER if info["kind"] == "veth" else 0
+        old = self.maps.vnics.get(abi.U32(idx))
+        if old is not None and (old.vni != vni or bytes(old.mac) != raw):
+            self._unlink_port(idx, old)
+        key = abi.L2Key.of(vni, raw)
+        other = self.maps.ports.get(key)
+        if other is not None and other.ifindex != idx:
+            raise UsageError("MAC %s is already a port of overlay %d" % (mac, vni))
+        vnic = abi.Vnic(vni=vni, flags=flags)
+        C.memmove(vnic.mac, raw, 6)
+        netlink.enable_forwarding(ifname)
+        self.maps.vnics.put(abi.U32(idx), vnic)
+        self.maps.ports.put(key, abi.Port(ifindex=idx, flags=flags))
+        self._flood_set(vni, add=idx)
+        fd = loader.open_prog(self.pin_dir, "port")
+        try:
+            created = netlink.tc_attach(ifname, fd, "ovl_port")
+        finally:
+            os.close(fd)
+        state = self._load_state()
+        state["attached"][ifname] = {"role": "port", "hook": "tc", "clsact": created,
+                                     "ifindex": idx, "vni": vni}
+        self._save_state(state)
+
+    def _flood_set(self, vni: int, add: int | None = None, remove: int | None = None) -> None:
+        key = abi.U32(vni)
+        cur = self.maps.flood.get(key)
+        members = list(cur.ifindex[: cur.count]) if cur is not None else []
+        if remove in members:
+            members.remove(remove)
+        if add is not None and add not in members:
+            if len(members) >= abi.MAX_FLOOD:
+                raise UsageError("overlay %d has %d local ports, the most broadcast reaches"
+                                 % (vni, abi.MAX_FLOOD))
+            members.append(add)
+        if not members:
+            self.maps.flood.delete(key)
+            return
+        fl = abi.Flood(count=len(members))
+        for i, m in enumerate(members):
+            fl.ifindex[i] = m
+        self.maps.flood.put(key, fl)
+
+    def _unlink_port(self, idx: int, vnic: abi.Vnic) -> None:
+        key = abi.L2Key.of(vnic.vni, bytes(vnic.mac))
+        port = self.maps.ports.get(key)
+        if port is not None and port.ifindex == idx:
+            self.maps.ports.delete(key)
+        self._flood_set(vnic.vni, remove=idx)
+        self.maps.vnics.delete(abi.U32(idx))
+
+    def del_port(self, ifname: str) -> None:
+        state = self._load_state()
+        entry = state["attached"].get(ifname)
+        idx = entry["ifindex"] if entry else netlink.ifindex(ifname)
+        vnic = self.maps.vnics.get(abi.U32(idx))
+        if vnic is None and entry is None:
+            raise UsageError("%s is not a pyovl port" % ifname)
+        netlink.tc_detach(ifname, remove_clsact=bool(entry and entry.get("clsact")))
+        if vnic is not None:
+            self._unlink_port(idx, vnic)
+        state["attached"].pop(ifname, None)
+        self._save_state(state)
+
+    # -- targets --------------------------------------------------------
+    def set_target(self, vni: int, mac: str, ip: str | None, port: int | None = None,
+                   drop: bool = False) -> None:
+        """Point (vni, mac) at ip:port, or at DROP."""
+        check_vni(vni)
+        raw = check_mac(mac) if not drop else abi.mac_bytes(mac)
+        ov = self.maps.overlays.get(abi.U32(vni))
+        if ov is None:
+            raise UsageError("no overlay with vnetid %d" % vni)
+        if ov.mode != abi.MODE_DYNAMIC:
+            raise UsageError("overlay %d is point-to-point: it has no target table" % vni)
+        key = abi.L2Key.of(vni, raw)
+        dest = abi.Dest(state=abi.TARGET_DROP) if drop else _dest(ip, port if port else DEFAULT_PORT)
+        self._peer_release(key)
+        self.maps.targets.put(key, dest)
+        if not drop:
+            self._peer_ref(vni, dest.ip, +1)
+            netlink.keep_neighbour(ip)
+
+    def del_target(self, vni: int, mac: str) -> bool:
+        check_vni(vni)
+        key = abi.L2Key.of(vni, abi.mac_bytes(mac))
+        self._peer_release(key)
+        return self.maps.targets.delete(key)
+
+    def _peer_release(self, key: abi.L2Key) -> None:
+        old = self.maps.targets.get(key)
+        if old is not None and old.state == abi.TARGET_VALID:
+            self._peer_ref(key.vni, old.ip, -1)
+
+    def _peer_ref(self, vni: int, ip: abi.Addr, delta: int) -> None:
+        key = abi.PeerKey(vni=vni, ip=ip)
+        cur = self.maps.peers.get(key)
+        n = (cur.value if cur is not None else 0) + delta
+        if n > 0:
+            self.maps.peers.put(key, abi.U32(n))
+        else:
+            self.maps.peers.delete(key)
+
+    def targets(self) -> list[tuple[int, str, abi.Dest]]:
+        return [(k.vni, abi.mac_str(k.mac), v) for k, v in self.maps.targets.items()]
+
+    # -- whole instance -------------------------------------------------
+    def show(self) -> dict:
+        out = {"instance": self.instance, "pin_dir": self.pin_dir, "loaded": self.loaded(),
+               "attached": self._load_state()["attached"], "overlays": []}
+        if not out["loaded"]:
+            return out
+        for vni, ov in sorted(self.overlays().items()):
+            st = self.maps.overlay_stats(ov.id)
+            out["overlays"].append({
+                "vnetid": vni, "id": ov.id,
+                "mode": "point" if ov.mode == abi.MODE_POINT else "dynamic",
+                "listen": "%s:%d" % (ov.listen_ip.ip(), socket.ntohs(ov.listen_port)),
+                "point": ("%s:%d" % (ov.point.ip.ip(), socket.ntohs(ov.point.port))
+                          if ov.mode == abi.MODE_POINT else None),
+                "strict": bool(ov.flags & abi.F_STRICT),
+                "counters": {s.name.lower(): st[s] for s in abi.Stat if s != abi.Stat.DROP_BASE},
+                "drops": {d.name.lower(): st[abi.Stat.DROP_BASE + d] for d in abi.Drop
+                          if st[abi.Stat.DROP_BASE + d]},
+            })
+        return out
+
+    def teardown(self) -> None:
+        """Detach everything this instance attached and remove its pins and
+        state. Safe to run repeatedly and after a crash."""
+        state = self._load_state()
+        for dev, entry in state["attached"].items():
+            if entry["role"] == "underlay" and entry.get("hook") == "xdp":
+                netlink.xdp_detach(dev)
+            netlink.tc_detach(dev, remove_clsact=entry.get("clsact", False))
+        self.close()
+        loader.unload(self.pin_dir)
+        try:
+            os.unlink(self._state_file)
+            os.rmdir(self.state_dir)
+        except OSError:
+            pass
+
+    def require_loaded(self) -> None:
+        if not self.loaded():
+            raise StateError("the data path of instance %s is not loaded: run 'pyovl dp init'" % self.instance)

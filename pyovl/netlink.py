@@ -1,0 +1,265 @@
+"""The only module that talks netlink (pyroute2) or runs ip/ethtool/sysctl.
+
+Operates in the process's current network namespace (see netns.enter).
+pyroute2 errors are turned into PyovlError subclasses with the interface named,
+so callers never import pyroute2.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from contextlib import contextmanager
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from pyovl.errors import KernelError, UsageError
+
+TC_INGRESS = "ffff:fff2"
+FILTER_HANDLE = 0xC0DE  # pyovl's filter, found again by handle and prio
+FILTER_PRIO = 0xC0DE
+XDP_FLAGS_DRV = 1 << 2
+XDP_FLAGS_SKB = 1 << 1
+
+
+@contextmanager
+def _ipr():
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _err(op: str, ifname: str, e: NetlinkError) -> KernelError:
+    return KernelError("%s on %s failed: %s" % (op, ifname, os.strerror(e.code)))
+
+
+def ifindex(name: str) -> int:
+    with _ipr() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        raise UsageError("no such interface: %s" % name)
+    return idx[0]
+
+
+def link_info(name: str) -> dict:
+    """ifindex, kind (veth, vxlan, ...), mac and mtu of an interface."""
+    idx = ifindex(name)
+    with _ipr() as ipr:
+        link = ipr.get_links(idx)[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    return {
+        "ifindex": idx,
+        "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+        "mac": link.get_attr("IFLA_ADDRESS"),
+        "mtu": link.get_attr("IFLA_MTU"),
+    }
+
+
+def sysctl_set(path: str, value: str) -> None:
+    """Write /proc/sys/<path> (per-device knobs only; see encap.h)."""
+    full = "/proc/sys/" + path.replace(".", "/")
+    with open(full, "w") as f:
+        f.write(value)
+
+
+def enable_forwarding(ifname: str) -> None:
+    """bpf_fib_lookup() from ifname needs forwarding on ifname (and only there).
+    A VNIC host end carries no address and hands nothing to the stack."""
+    sysctl_set("net.ipv4.conf.%s.forwarding" % ifname, "1")
+    if os.path.exists("/proc/sys/net/ipv6/conf/%s" % ifname):
+        sysctl_set("net.ipv6.conf.%s.forwarding" % ifname, "1")
+
+
+def tc_attach(ifname: str, prog_fd: int, name: str) -> bool:
+    """Attach a direct-action classifier at TC ingress. Returns True when
+    pyovl created the clsact qdisc (so detach may remove it)."""
+    idx = ifindex(ifname)
+    created = False
+    with _ipr() as ipr:
+        try:
+            ipr.tc("add", "clsact", idx)
+            created = True
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise _err("adding clsact", ifname, e) from None
+        try:
+            ipr.tc("replace-filter", "bpf", idx, FILTER_HANDLE, fd=prog_fd, name=name,
+                   parent=TC_INGRESS, prio=FILTER_PRIO, classid=1, direct_action=True)
+        except NetlinkError as e:
+            if created:
+                ipr.tc("del", "clsact", idx)
+            raise _err("attaching %s" % name, ifname, e) from None
+    return created
+
+
+def tc_detach(ifname: str, remove_clsact: bool) -> None:
+    try:
+        idx = ifindex(ifname)
+    except UsageError:
+        return  # the link is gone, and its filters with it
+    with _ipr() as ipr:
+        try:
+            ipr.tc("del-filter", "bpf", idx, FILTER_HANDLE, parent=TC_INGRESS, prio=FILTER_PRIO)
+        except NetlinkError as e:
+            if e.code not in (errno.ENOENT, errno.EINVAL):
+                raise _err("detaching", ifname, e) from None
+        if remove_clsact:
+            try:
+                ipr.tc("del", "clsact", idx)
+            except NetlinkError:
+                pass
+
+
+def tc_attached_prog(ifname: str) -> str | None:
+    """Name of pyovl's TC ingress program on ifname, or None."""
+    idx = ifindex(ifname)
+    with _ipr() as ipr:
+        try:
+            filters = ipr.get_filters(idx, parent=TC_INGRESS)
+        except NetlinkError:
+            return None
+    for f in filters:
+        opts = f.get_attr("TCA_OPTIONS")
+        if opts is not None and f["info"] >> 16 == FILTER_PRIO:
+            name = opts.get_attr("TCA_BPF_NAME")
+            if name:
+                return name
+    return None
+
+
+def xdp_attach(ifname: str, prog_fd: int, mode: str = "drv") -> None:
+    idx = ifindex(ifname)
+    flags = XDP_FLAGS_DRV if mode == "drv" else XDP_FLAGS_SKB
+    with _ipr() as ipr:
+        try:
+            ipr.link("set", index=idx, xdp_fd=prog_fd, xdp_flags=flags)
+        except NetlinkError as e:
+            raise _err("attaching XDP", ifname, e) from None
+
+
+def xdp_detach(ifname: str) -> None:
+    try:
+        idx = ifindex(ifname)
+    except UsageError:
+        return
+    with _ipr() as ipr:
+        for flags in (XDP_FLAGS_DRV, XDP_FLAGS_SKB):
+            try:
+                ipr.link("set", index=idx, xdp_fd=-1, xdp_flags=flags)
+            except NetlinkError:
+                pass
+
+
+def xdp_prog_id(ifname: str) -> int:
+    idx = ifindex(ifname)
+    with _ipr() as ipr:
+        link = ipr.get_links(idx)[0]
+    xdp = link.get_attr("IFLA_XDP")
+    return (xdp.get_attr("IFLA_XDP_PROG_ID") or 0) if xdp else 0
+
+
+def run(*argv: str) -> str:
+    """Run a tool (ip, ethtool); raise KernelError with its stderr."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise KernelError("%s failed: %s" % (" ".join(argv), (p.stderr or p.stdout).strip()))
+    return p.stdout
+
+
+def _route_get(ip: str) -> list[str]:
+    p = subprocess.run(["ip", "-o", "route", "get", ip], capture_output=True, text=True)
+    return p.stdout.split() if p.returncode == 0 else []
+
+
+def _after(words: list[str], key: str) -> str | None:
+    return words[words.index(key) + 1] if key in words else None
+
+
+def route_src(ip: str) -> str | None:
+    """Source address the kernel would use toward ip, or None without a route."""
+    return _after(_route_get(ip), "src")
+
+
+def keep_neighbour(ip: str) -> None:
+    """Keep a managed neighbour entry for the next hop toward an underlay
+    destination (kernel 5.16+): the kernel resolves it and keeps it fresh, so
+    frames that cannot use bpf_redirect_neigh (ARP) find it resolved. An
+    existing entry, static or learned, is left as it is."""
+    words = _route_get(ip)
+    dev = _after(words, "dev")
+    if dev is None or "local" in words[:1]:
+        return
+    nexthop = _after(words, "via") or ip
+    subprocess.run(["ip", "neigh", "add", nexthop, "dev", dev, "managed"], capture_output=True)
+
+
+def create_vnic(host: str, guest: str, mac: str, mtu: int, netns: str | None,
+                addresses: list[str], gro: bool = True) -> None:
+    """A VNIC as a veth pair: host end (pyovl's port) and guest end with the
+    VNIC's MAC and MTU, moved into netns (created by the caller) with
+    addresses. GRO on the guest end turns on veth NAPI, without which
+    XDP_REDIRECT into the pair is dropped. gso_max_size leaves room for the
+    50/70 bytes of encapsulation under the 64 KiB IP limit."""
+    with _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=host, kind="veth", peer={"ifname": guest})
+        except NetlinkError as e:
+            raise _err("creating veth", host, e) from None
+        g = ipr.link_lookup(ifname=guest)[0]
+        h = ipr.link_lookup(ifname=host)[0]
+        ipr.link("set", index=g, address=mac, mtu=mtu, gso_max_size=65536 - 256)
+        ipr.link("set", index=h, mtu=max(mtu, 1500))
+    sysctl_set("net.ipv6.conf.%s.disable_ipv6" % host, "1")
+    enable_forwarding(host)
+    if gro:
+        run("ethtool", "-K", guest, "gro", "on")
+    with _ipr() as ipr:
+        g = ipr.link_lookup(ifname=guest)[0]
+        if netns:
+            ipr.link("set", index=g, net_ns_fd=netns)
+        ipr.link("set", index=ipr.link_lookup(ifname=host)[0], state="up")
+    if netns:
+        ns = IPRoute(netns=netns)
+    else:
+        ns = IPRoute()
+    try:
+        g = ns.link_lookup(ifname=guest)[0]
+        for a in addresses:
+            addr, _, plen = a.partition("/")
+            ns.addr("add", index=g, address=addr, prefixlen=int(plen or 32))
+        ns.link("set", index=g, state="up")
+        lo = ns.link_lookup(ifname="lo")
+        if lo:
+            ns.link("set", index=lo[0], state="up")
+    finally:
+        ns.close()
+
+
+def delete_link(name: str) -> None:
+    with _ipr() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            try:
+                ipr.link("del", index=idx[0])
+            except NetlinkError:
+                pass
+
+
+def first_address(ifname: str) -> str | None:
+    """First global address of ifname (IPv4 preferred)."""
+    idx = ifindex(ifname)
+    with _ipr() as ipr:
+        addrs = ipr.get_addr(index=idx)
+    best = None
+    for a in addrs:
+        if a["scope"] != 0:
+            continue
+        ip = a.get_attr("IFA_ADDRESS")
+        if a["family"] == 2:
+            return ip
+        best = best or ip
+    return best
