@@ -24,7 +24,7 @@ import socket
 from pyovl import netlink, netns
 from pyovl.bpf import abi, loader
 from pyovl.bpf.maps import PinnedMaps
-from pyovl.errors import PyovlError, StateError, UsageError
+from pyovl.errors import KernelError, PyovlError, StateError, UsageError
 
 STATE_ROOT = "/run/pyovl"
 DEFAULT_PORT = 4789
@@ -96,6 +96,7 @@ class Datapath:
     @property
     def maps(self) -> PinnedMaps:
         if self._maps is None:
+            self.require_loaded()
             self._maps = PinnedMaps(self.pin_dir, trace=self.trace)
         return self._maps
 
@@ -116,6 +117,11 @@ class Datapath:
         if hook not in HOOKS:
             raise UsageError("unknown decap hook %s (one of %s)" % (hook, ", ".join(HOOKS)))
         infos = {dev: netlink.link_info(dev) for dev in underlays}  # validates names first
+        from pyovl import kernel  # noqa: PLC0415
+
+        err = kernel.bpf_syscall_problem()
+        if err:
+            raise KernelError(err)
         self.load()
         for dev, info in infos.items():
             self.attach_underlay(dev, hook if hook != "auto" else
@@ -229,6 +235,7 @@ class Datapath:
                 self.maps.peers.delete(k)
         self.maps.overlays.delete(abi.U32(vni))
         self.maps.flood.delete(abi.U32(vni))
+        self.maps.zero_stats(ov.id)
         self._listen_ref(socket.ntohs(ov.listen_port), -1)
 
     def overlays(self) -> dict[int, abi.Overlay]:

@@ -124,6 +124,11 @@ class PinnedMaps:
         base = ov_id * abi.STAT_MAX
         return [self.stats.percpu_sum(abi.U32(base + i)) for i in range(abi.STAT_MAX)]
 
+    def zero_stats(self, ov_id: int) -> None:
+        zero = self.stats._value_buf()
+        for i in range(abi.STAT_MAX):
+            self.stats.put(abi.U32(ov_id * abi.STAT_MAX + i), zero)
+
     def close(self) -> None:
         for m in self._maps.values():
             m.close()

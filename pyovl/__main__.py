@@ -1,0 +1,5 @@
+"""`python -m pyovl` runs the CLI."""
+
+from pyovl.cli import main
+
+main()
