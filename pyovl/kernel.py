@@ -7,7 +7,6 @@ qdisc and an XDP attach on a throwaway veth pair in a scratch namespace.
 
 from __future__ import annotations
 
-import ctypes as C
 import errno
 import os
 import subprocess
@@ -17,14 +16,15 @@ from pyovl.bpf import syscall
 
 
 def bpf_syscall_problem() -> str | None:
-    # BPF_MAP_LOOKUP_ELEM on fd -1: EBADF means the syscall exists.
+    """None when this process may load a TC BPF program, else why not."""
     try:
-        syscall.map_lookup(-1, C.c_uint32(0), C.c_uint32())
+        syscall.probe_prog_load()
     except OSError as e:
         if e.errno == errno.ENOSYS:
-            return "no bpf() syscall (CONFIG_BPF_SYSCALL)"
+            return "this kernel has no bpf() syscall (CONFIG_BPF_SYSCALL)"
         if e.errno == errno.EPERM:
-            return "bpf() not permitted: run as root (or with CAP_BPF and CAP_NET_ADMIN)"
+            return "loading BPF programs is not permitted: run as root (CAP_BPF and CAP_NET_ADMIN)"
+        return "the kernel refused a trivial BPF program: %s" % os.strerror(e.errno)
     return None
 
 

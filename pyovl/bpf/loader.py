@@ -63,13 +63,13 @@ def load(pin_dir: str, trace: bool = False, force: bool = False) -> None:
     for src, progs in by_file.items():
         text = source.flatten(root / src, root)
         try:
-            b = bcc.BPF(text=text, cflags=cflags)
+            b = bcc.BPF(text=text.encode(), cflags=cflags)
         except Exception as e:  # bcc raises bare Exception; the log went to stderr
             raise KernelError("compiling %s failed: %s" % (src, e)) from None
         try:
             for pin, fn, ptype in progs:
                 try:
-                    f = b.load_func(fn, getattr(bcc.BPF, ptype))
+                    f = b.load_func(fn.encode(), getattr(bcc.BPF, ptype))
                 except Exception as e:
                     raise KernelError("the kernel refused %s: %s" % (fn, e)) from None
                 path = prog_pin(pin_dir, pin)

@@ -15,6 +15,7 @@ import platform
 _libc = C.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _NR_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
 
+PROG_LOAD = 5
 MAP_LOOKUP_ELEM = 1
 MAP_UPDATE_ELEM = 2
 MAP_DELETE_ELEM = 3
@@ -137,6 +138,21 @@ def prog_test_run(prog_fd: int, data: bytes, ctx: C.Structure | None = None,
         attr.ctx_size_in = C.sizeof(ctx)
     _bpf(PROG_TEST_RUN, attr)
     return attr.retval, dout.raw[: attr.data_size_out], attr.duration
+
+
+class _ProgLoad(C.Structure):
+    _fields_ = [("prog_type", C.c_uint32), ("insn_cnt", C.c_uint32), ("insns", C.c_uint64),
+                ("license", C.c_uint64), ("log_level", C.c_uint32), ("log_size", C.c_uint32),
+                ("log_buf", C.c_uint64), ("kern_version", C.c_uint32), ("prog_flags", C.c_uint32)]
+
+
+def probe_prog_load(prog_type: int = 3) -> None:
+    """Load and close 'r0 = 0; exit' (default: a TC classifier). Raises
+    OSError: EPERM without privileges, EINVAL/ENOSYS without BPF support."""
+    insns = (C.c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)
+    lic = C.create_string_buffer(b"GPL")
+    fd = _bpf(PROG_LOAD, _ProgLoad(prog_type, 2, C.addressof(insns), C.addressof(lic)))
+    os.close(fd)
 
 
 def possible_cpus() -> int:
