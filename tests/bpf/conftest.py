@@ -35,6 +35,8 @@ def bpfenv(prefix):
            "nud", "permanent")
         for name, mac in MAC.items():
             netlink.create_vnic(name, name + "g", mac, 1400, None, [])
+            # quiet guests: no IPv6 router solicitations or MLD into the ports
+            netlink.sysctl_set("net.ipv6.conf.%sg.disable_ipv6" % name, "1")
         dp = Datapath(instance=ns, pin_dir=os.path.join(netns.bpffs_root(), "pyovl", "v1", ns),
                       state_dir="/run/pyovl/%s" % ns, trace=True)
         dp.load()

@@ -65,12 +65,16 @@ class BpfEnv:
     ul_mac: str = ""
 
     def _reset_trace(self):
+        if getattr(self, "_reset_buf", None) is not None:
+            self.dp.maps.trace.put(abi.U32(0), self._reset_buf)
+            return
         buf = self.dp.maps.trace._value_buf()
         n = self.dp.maps.trace.ncpus
         size = C.sizeof(abi.Trace)
         stride = (size + 7) // 8 * 8
         for i in range(n):
             C.memmove(C.addressof(buf) + i * stride, bytes(abi.Trace(verdict=0xFFFFFFFF)), size)
+        self._reset_buf = buf
         self.dp.maps.trace.put(abi.U32(0), buf)
 
     def _read_trace(self) -> abi.Trace | None:
@@ -96,6 +100,10 @@ class BpfEnv:
             self._reset_trace()
         verdict, out, _ = syscall.prog_test_run(self.progs[prog], frame, ctx)
         return Result(verdict, out, self._read_trace() if trace else None)
+
+    def total_drops(self) -> int:
+        ids = [0] + [v.id for _, v in self.dp.maps.overlays.items()]
+        return sum(sum(self.drops(i).values()) for i in ids)
 
     def drops(self, ov_id: int) -> dict[str, int]:
         st = self.dp.maps.overlay_stats(ov_id)
