@@ -77,10 +77,14 @@ static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_
 {
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 
-	if (inner->h_proto == bpf_htons(ETH_P_IP))
-		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV4;
-	else if (inner->h_proto == bpf_htons(ETH_P_IPV6))
+	/* Non-IP frames get DECAP_L3_IPV4 too: without a DECAP flag the helper
+	 * wants an outer-sized L3 header left after the shrink, and a 28-byte
+	 * ARP under an IPv6 outer is shorter than 40 (ENOTSUPP, seen on 6.18).
+	 * Their skb->protocol is re-derived when the veth delivers them. */
+	if (inner->h_proto == bpf_htons(ETH_P_IPV6))
 		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+	else
+		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV4;
 	if (bpf_skb_adjust_room(skb, -(int)rx->strip, BPF_ADJ_ROOM_MAC, flags) < 0)
 		return -OVL_DROP_DECAP_FAIL;
 	if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)

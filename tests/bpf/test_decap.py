@@ -45,6 +45,18 @@ def test_decap_to_port(bpfenv, build, vni, port):
     assert bpfenv.dp.maps.overlay_stats(bpfenv.ov_id(vni))[abi.Stat.RX_PACKETS] == before + 2
 
 
+def test_decap_short_non_ip_frame_under_ipv6(bpfenv):
+    """A unicast ARP reply (28 bytes after Ethernet) under a 70-byte IPv6 outer:
+    the remainder is shorter than an IPv6 header, which the kernel refuses
+    to shrink to unless told the inner L3 size (regression)."""
+    from frames import ARP, Ether
+
+    inner = bytes(Ether(src=PEER_MAC, dst=MAC["vs1"]) / ARP(op=2, hwsrc=PEER_MAC, psrc="10.0.0.2",
+                                                            hwdst=MAC["vs1"], pdst="10.0.0.1"))
+    r = bpfenv.run("underlay_tc", vxlan6(inner, 101))
+    assert r.verdict == TC_ACT_REDIRECT and r.out == inner, r.trace.reason
+
+
 def test_decap_broadcast_copies_to_every_port_of_the_vni(bpfenv):
     frame = vxlan4(inner_arp(PEER_MAC), 100)
     r = bpfenv.run("underlay_tc", frame)

@@ -150,9 +150,6 @@ def test_dynamic_overlay_targets_carry_unicast(topo):
         teardown_pyovl(ha, hb)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: on real skbs the TC decap of IPv4-in-IPv6 VXLAN fails "
-                   "with DECAP_FAIL (bpf_skb_adjust_room with DECAP_L3_IPV4 on an IPv6 outer), while the same "
-                   "frame passes under BPF_PROG_RUN; ARP (no DECAP_L3 flag) works")
 def test_ipv6_underlay(topo):
     ha, hb, g = build(topo, v6=True)
     try:
