@@ -51,7 +51,17 @@ def load(pin_dir: str, trace: bool = False, force: bool = False) -> None:
                 maps.check_abi_stamp()
         if is_loaded(pin_dir) and not force:
             return
+    created = not os.path.isdir(pin_dir)
     os.makedirs(pin_dir, exist_ok=True)
+    try:
+        _compile_and_pin(pin_dir, trace)
+    except BaseException:
+        if created:  # leave nothing half-made behind
+            unload(pin_dir)
+        raise
+
+
+def _compile_and_pin(pin_dir: str, trace: bool) -> None:
     bcc = _import_bcc()
     cflags = ['-DOVL_PIN_DIR="%s"' % pin_dir, "-Wno-macro-redefined"]
     if trace:

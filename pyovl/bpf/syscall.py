@@ -15,6 +15,7 @@ import platform
 _libc = C.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _NR_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
 
+MAP_CREATE = 0
 PROG_LOAD = 5
 MAP_LOOKUP_ELEM = 1
 MAP_UPDATE_ELEM = 2
@@ -138,6 +139,15 @@ def prog_test_run(prog_fd: int, data: bytes, ctx: C.Structure | None = None,
         attr.ctx_size_in = C.sizeof(ctx)
     _bpf(PROG_TEST_RUN, attr)
     return attr.retval, dout.raw[: attr.data_size_out], attr.duration
+
+
+class _MapCreate(C.Structure):
+    _fields_ = [("map_type", C.c_uint32), ("key_size", C.c_uint32), ("value_size", C.c_uint32),
+                ("max_entries", C.c_uint32), ("map_flags", C.c_uint32)]
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> int:
+    return _bpf(MAP_CREATE, _MapCreate(map_type, key_size, value_size, max_entries, flags))
 
 
 class _ProgLoad(C.Structure):

@@ -84,3 +84,6 @@ def test_no_bpf_privilege_is_one_line():
     p = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", PYOVL, "dp", "init", "lo"],
                        capture_output=True, text=True)
     one_line_error(p, 3, "loading BPF programs is not permitted")
+    from pyovl import netns
+
+    assert not os.path.exists(netns.pin_dir("default")), "a refused init left pins behind"
