@@ -146,8 +146,8 @@ class Datapath:
                 netlink.xdp_attach(dev, fd)
             finally:
                 os.close(fd)
-        else:
-            netlink.xdp_detach(dev) if prev.get("hook") == "xdp" else None
+        elif prev.get("hook") == "xdp":
+            netlink.xdp_detach(dev)
 
     def underlays(self) -> dict[str, dict]:
         return {k: v for k, v in self._load_state()["attached"].items() if v["role"] == "underlay"}

@@ -4,8 +4,8 @@ One pyovl instance runs per network namespace, each with its own pins under
 <bpffs>/pyovl/v<ABI>/<instance>/. ``enter(name)`` moves this process into a
 named netns (setns on the net namespace only: the mount namespace, and so the
 host's /sys/fs/bpf, stays). ``ip netns exec`` instead remounts /sys without
-bpffs; ``bpffs_root()`` then falls back to init's /sys/fs/bpf through
-/proc/1/root so the pins stay shared and survive the command.
+bpffs; ``bpffs_root()`` then uses the nearest ancestor process's bpffs through
+/proc/<pid>/root, so the pins stay shared and survive the command.
 """
 
 from __future__ import annotations
@@ -55,32 +55,40 @@ def current_name() -> str:
     return "default"
 
 
-def _is_bpffs(path: str) -> bool:
-    path = os.path.realpath(path)
+def _has_bpffs(mountinfo: str, path: str = "/sys/fs/bpf") -> bool:
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open(mountinfo) as f:
             for line in f:
                 fields = line.split()
-                sep = fields.index("-")
-                if fields[4] == path and fields[sep + 1] == "bpf":
+                if fields[4] == path and fields[fields.index("-") + 1] == "bpf":
                     return True
     except OSError:
-        return False
+        pass
     return False
 
 
+def _ppid(pid: int) -> int:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def bpffs_root() -> str:
-    if _is_bpffs("/sys/fs/bpf"):
+    if _has_bpffs("/proc/self/mountinfo"):
         return "/sys/fs/bpf"
-    # Under `ip netns exec`: init's bpffs, reached through its root.
-    alt = "/proc/1/root/sys/fs/bpf"
-    if os.path.isdir(alt) and os.path.exists(os.path.join(alt, ".")):
-        try:
-            os.listdir(alt)
-            if os.stat(alt).st_dev != os.stat("/proc/1/root/sys").st_dev:
-                return alt
-        except OSError:
-            pass
+    # Under `ip netns exec` /sys is private and has no bpffs. The shell that
+    # ran it still sees the host's: use the nearest ancestor's, through its
+    # root (init's /proc/1/root may be out of reach in containers).
+    pid = os.getppid()
+    for _ in range(16):
+        if pid <= 0:
+            break
+        alt = "/proc/%d/root/sys/fs/bpf" % pid
+        if _has_bpffs("/proc/%d/mountinfo" % pid) and os.access(alt, os.R_OK | os.X_OK):
+            return alt
+        pid = _ppid(pid)
     os.makedirs("/sys/fs/bpf", exist_ok=True)
     if _libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
         err = ctypes.get_errno()

@@ -78,7 +78,6 @@ class Topo:
 
 def sweep_ns(name: str) -> None:
     """Remove a namespace and anything pyovl pinned for it."""
-    subprocess.run(["ip", "netns", "pids", name], capture_output=True)
     pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
     for pid in pids:
         subprocess.run(["kill", "-9", pid], capture_output=True)

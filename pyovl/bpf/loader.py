@@ -12,7 +12,6 @@ against the ABI (bcc itself does not check).
 from __future__ import annotations
 
 import os
-import shutil
 
 from pyovl.bpf import source, syscall
 from pyovl.bpf.maps import PinnedMaps
@@ -100,10 +99,16 @@ def open_prog(pin_dir: str, name: str) -> int:
 
 
 def unload(pin_dir: str) -> None:
-    """Remove the instance's pins (attached programs stay until detached)."""
+    """Remove the instance's pins (attached programs stay until detached),
+    and the pyovl/v<N> parents once no instance is left in them."""
     if os.path.isdir(pin_dir):
-        shutil.rmtree(pin_dir, ignore_errors=True)
-        if os.path.isdir(pin_dir):  # bpffs refuses rmtree's order sometimes
-            for name in os.listdir(pin_dir):
-                os.unlink(os.path.join(pin_dir, name))
-            os.rmdir(pin_dir)
+        for name in os.listdir(pin_dir):
+            os.unlink(os.path.join(pin_dir, name))
+        os.rmdir(pin_dir)
+    parent = os.path.dirname(pin_dir)
+    for _ in range(2):  # .../pyovl/v1, then .../pyovl
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)

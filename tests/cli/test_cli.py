@@ -70,6 +70,12 @@ def test_bad_input_changes_nothing(topo):
                        "invalid MAC address")
         [ov] = json.loads(run("dp", "show", "--json", ns=h).stdout)["overlays"]
         assert ov["vnetid"] == 5 and ov["mode"] == "dynamic"
+        # `ip netns exec` gives the command a private /sys without bpffs: it
+        # must still find this instance's pins (through init's bpffs)
+        p = subprocess.run(["ip", "netns", "exec", h, PYOVL, "dp", "show", "--json"],
+                           capture_output=True, text=True)
+        shown = json.loads(p.stdout)
+        assert shown["instance"] == h and shown["loaded"] and shown["overlays"][0]["vnetid"] == 5
     finally:
         assert run("dp", "teardown", ns=h).returncode == 0
     # teardown left nothing: no qdisc, no pins

@@ -92,6 +92,11 @@ def teardown_pyovl(*hosts):
             Datapath(instance=h).teardown()
 
 
+def overlay_info(host, vni):
+    with netns.inside(host):
+        return [o for o in Datapath(instance=host).show()["overlays"] if o["vnetid"] == vni][0]
+
+
 def ping(ns, ip, count=3):
     return sh("ping", "-c", str(count), "-i", "0.2", "-W", "2", ip, ns=ns, check=False)
 
@@ -125,8 +130,7 @@ def test_point_overlay_arp_and_200mb_tcp_both_ways(topo):
         for src, dst in (("ga1", "gb1"), ("gb1", "ga1")):
             n, got, sent = transfer(g[src], g[dst], IPS[dst])
             assert n == 200 * 1024 * 1024 and got == sent, (src, dst)
-        with netns.inside(ha):
-            ov = [o for o in Datapath(instance=ha).show()["overlays"] if o["vnetid"] == 23][0]
+        ov = overlay_info(ha, 23)
         assert ov["counters"]["tx_packets"] > 1000 and ov["counters"]["rx_packets"] > 1000
     finally:
         teardown_pyovl(ha, hb)
@@ -143,8 +147,7 @@ def test_dynamic_overlay_targets_carry_unicast(topo):
             dp.set_target(23, MACS["gb1"], None, drop=True)
             dp.close()
         assert ping(g["ga1"], IPS["gb1"], count=2).returncode != 0
-        with netns.inside(ha):
-            ov = [o for o in Datapath(instance=ha).show()["overlays"] if o["vnetid"] == 23][0]
+        ov = overlay_info(ha, 23)
         assert ov["drops"].get("target_drop", 0) >= 2
     finally:
         teardown_pyovl(ha, hb)
