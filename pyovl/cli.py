@@ -42,8 +42,10 @@ def cli(ctx, ns, instance):
     \b
     Examples:
       pyovl check-kernel
-      pyovl --netns host1 dp init ul0
-      pyovl --netns host1 dp add-overlay -v 23 --listen-ip 198.18.0.1 --point 198.18.0.2:4789
+      pyovl up /etc/pyovl/overlay.json
+      pyovl --netns host1 show-overlay -f
+
+    Shell completion (bash): eval "$(_PYOVL_COMPLETE=bash_source pyovl)"
     """
     if ns:
         try:
@@ -62,6 +64,224 @@ def check_kernel():
     if problems:
         raise PyovlError("kernel check failed: " + "; ".join(problems))
     click.echo("kernel ok: bpf, BTF, clsact, headers for bcc")
+
+
+
+def _ctl(ctx):
+    from pyovl.control import Controller  # noqa: PLC0415
+
+    return Controller(instance=ctx.find_root().obj["instance"])
+
+
+@cli.command("create-overlay")
+@click.option("-t", "--temporary", is_flag=True, help="Do not persist across reboots.")
+@click.option("-e", "--encap", help="Encapsulation plugin (vxlan).")
+@click.option("-s", "--search", help="Search plugin (direct, files, ...).")
+@click.option("-v", "--vnetid", help="Virtual network id (VNI), 0-16777215.")
+@click.option("-p", "--prop", "props", multiple=True, metavar="PROP=VALUE[,...]", help="Property; repeatable.")
+@click.argument("name", required=False)
+@click.pass_context
+def create_overlay(ctx, temporary, encap, search, vnetid, props, name):
+    """Create an overlay, as dladm create-overlay.
+
+    \b
+    Examples:
+      pyovl create-overlay -e vxlan -s direct -v 23 -p vxlan/listen_ip=198.18.0.1 \\
+          -p direct/dest_ip=198.18.0.2,direct/dest_port=4789 ov0
+      pyovl create-overlay -t -e vxlan -s files -v 24 -p vxlan/listen_ip=0.0.0.0 \\
+          -p files/config=/etc/pyovl/ov1.json ov1
+    """
+    from pyovl.config import build_overlay, split_props  # noqa: PLC0415
+
+    spec = build_overlay(name, encap, search, vnetid, split_props(props))
+    _ctl(ctx).create_overlay(spec, temporary=temporary)
+
+
+@cli.command("delete-overlay")
+@click.option("-t", "--temporary", is_flag=True, help="Delete until reboot only (keep the persistent config).")
+@click.argument("name")
+@click.pass_context
+def delete_overlay(ctx, temporary, name):
+    """Delete an overlay (its VNICs must be deleted first)."""
+    _ctl(ctx).delete_overlay(name, temporary=temporary)
+
+
+def _emit(fields, rows, parsable, output, as_json):
+    from pyovl import ofmt  # noqa: PLC0415
+
+    if parsable and not output:
+        raise UsageError("-p requires -o")
+    fields = ofmt.select(fields, output)
+    if as_json:
+        click.echo(json.dumps([{n.lower(): r.get(n) for n, _ in fields} for r in rows], indent=1))
+    elif rows or not parsable:
+        click.echo(ofmt.render(fields, rows, parsable=parsable))
+
+
+@cli.command("show-overlay")
+@click.option("-f", "--fma", is_flag=True, help="Show health: STATUS and DETAILS.")
+@click.option("-t", "--target", is_flag=True, help="Show the target table.")
+@click.option("-p", "--parsable", "--parseable", is_flag=True, help="Colon-separated output (needs -o).")
+@click.option("-o", "--output", metavar="FIELD,...", help="Fields to show, or 'all'.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("name", required=False)
+@click.pass_context
+def show_overlay(ctx, fma, target, parsable, output, as_json, name):
+    """Show overlays: properties (default), health (-f) or targets (-t).
+
+    \b
+    Examples:
+      pyovl show-overlay ov0
+      pyovl show-overlay -f
+      pyovl show-overlay -t -p -o target,destination ov1
+    """
+    from pyovl import show  # noqa: PLC0415
+    from pyovl.config import OverlaySpec  # noqa: PLC0415
+
+    if fma and target:
+        raise UsageError("only one of -f or -t may be used")
+    ctl = _ctl(ctx)
+    recs = ctl.overlays()
+    names = [name] if name else sorted(recs)
+    if name and name not in recs:
+        raise UsageError("no such overlay: %s" % name)
+    specs = [OverlaySpec.from_json(recs[n]["spec"]) for n in names]
+    loaded = ctl.dp.loaded()
+    if fma:
+        degraded = ctl.runtime().get("degraded", {})
+        rows = [show.fma_row(s.name, degraded.get(s.name)) for s in specs]
+        return _emit(show.FMA_FIELDS, rows, parsable, output, as_json)
+    if target:
+        targets = ctl.dp.targets() if loaded else []
+        rows = [r for s in specs for r in show.target_rows(s, targets)]
+        return _emit(show.TARGET_FIELDS, rows, parsable, output, as_json)
+    ids = {vni: ov.id for vni, ov in ctl.dp.overlays().items()} if loaded else {}
+    rows = [r for s in specs for r in show.prop_rows(s, ids.get(s.vnetid))]
+    _emit(show.PROP_FIELDS, rows, parsable, output, as_json)
+
+
+@cli.command("modify-overlay")
+@click.option("-d", "--delete-entry", "delete", metavar="MAC", help="Remove the target entry of MAC.")
+@click.option("-f", "--flush-table", "flush", is_flag=True, help="Remove every target entry.")
+@click.option("-s", "--set-entry", "set_entry", metavar="MAC=IP:PORT|drop", help="Set a target entry.")
+@click.argument("name")
+@click.pass_context
+def modify_overlay(ctx, delete, flush, set_entry, name):
+    """Change the target table of a dynamic overlay.
+
+    \b
+    Examples:
+      pyovl modify-overlay -s 02:08:20:00:00:01=198.18.0.2:4789 ov1
+      pyovl modify-overlay -s 02:08:20:00:00:02=drop ov1
+      pyovl modify-overlay -f ov1
+    """
+    entry = None
+    if set_entry is not None:
+        mac, sep, dest = set_entry.partition("=")
+        if not sep:
+            raise UsageError("invalid entry %r: use MAC=IP:PORT or MAC=drop" % set_entry)
+        entry = (mac, dest)
+    _ctl(ctx).modify_overlay(name, delete=delete, flush=flush, set_entry=entry)
+
+
+@cli.command("set-linkprop")
+@click.option("-p", "--prop", "props", multiple=True, required=True, metavar="mtu=N")
+@click.argument("name")
+@click.pass_context
+def set_linkprop(ctx, props, name):
+    """Change a link property of an overlay (only mtu can change after creation)."""
+    from pyovl.config import split_props  # noqa: PLC0415
+
+    values = split_props(props)
+    for key in values:
+        if key != "mtu":
+            raise UsageError("cannot set %s on %s: only mtu can change after an overlay is created" % (key, name))
+    _ctl(ctx).set_mtu(name, values["mtu"])
+
+
+@cli.command("create-vnic")
+@click.option("-t", "--temporary", is_flag=True, help="Do not persist across reboots.")
+@click.option("-l", "--link", "over", required=True, metavar="OVERLAY", help="The overlay to attach to.")
+@click.option("-m", "--mac-address", "mac", metavar="MAC|random", help="Guest MAC (default: random).")
+@click.option("-v", "--vid", "vlan", type=int, default=0, help="VLAN id (0 = none).")
+@click.option("--netns", "vnetns", metavar="NS", help="Put the guest end in namespace NS (created if missing).")
+@click.option("--mtu", type=int, help="MTU (default: the overlay's).")
+@click.option("--address", "addresses", multiple=True, metavar="ADDR/PLEN", help="Guest address; repeatable.")
+@click.argument("name")
+@click.pass_context
+def create_vnic(ctx, temporary, over, mac, vlan, vnetns, mtu, addresses, name):
+    """Create a VNIC on an overlay: a veth pair whose guest end is NAME.
+
+    \b
+    Examples:
+      pyovl create-vnic -l ov0 --netns guest1 --address 10.23.0.1/24 foo0
+      pyovl create-vnic -l ov0 -m 02:08:20:00:00:0a vm0    # stays here, for a VM
+    """
+    from pyovl.config import build_vnic  # noqa: PLC0415
+
+    if mac and mac.lower() == "random":
+        mac = None
+    _ctl(ctx).create_vnic(build_vnic(name, over, mac, vlan, mtu, vnetns, list(addresses)), temporary=temporary)
+
+
+@cli.command("delete-vnic")
+@click.option("-t", "--temporary", is_flag=True, help="Delete until reboot only.")
+@click.argument("name")
+@click.pass_context
+def delete_vnic(ctx, temporary, name):
+    """Delete a VNIC (both ends, and its namespace if pyovl made it and it is empty)."""
+    _ctl(ctx).delete_vnic(name, temporary=temporary)
+
+
+@cli.command("show-vnic")
+@click.option("-p", "--parsable", "--parseable", is_flag=True, help="Colon-separated output (needs -o).")
+@click.option("-o", "--output", metavar="FIELD,...", help="Fields to show, or 'all'.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("name", required=False)
+@click.pass_context
+def show_vnic(ctx, parsable, output, as_json, name):
+    """Show VNICs: LINK OVER SPEED MACADDRESS MACADDRTYPE VID NETNS."""
+    from pyovl import show  # noqa: PLC0415
+
+    recs = _ctl(ctx).vnics()
+    if name and name not in recs:
+        raise UsageError("no such VNIC: %s" % name)
+    rows = [show.vnic_row(recs[n]) for n in ([name] if name else sorted(recs))]
+    _emit(show.VNIC_FIELDS, rows, parsable, output, as_json)
+
+
+@cli.command("up")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def up(ctx, file):
+    """Make this host match FILE (overlay.json): create what is missing,
+    change what differs, remove what an earlier `up` made and FILE no longer
+    has. The whole file is validated first; a bad file changes nothing.
+
+    \b
+    Example: pyovl up /etc/pyovl/overlay.json
+    """
+    from pyovl.config import load_file  # noqa: PLC0415
+
+    cfg = load_file(file)
+    for line in _ctl(ctx).up(cfg, file):
+        click.echo(line)
+
+
+@cli.command("down")
+@click.pass_context
+def down(ctx):
+    """Remove everything pyovl made here: VNICs, namespaces it created,
+    overlays, programs, pins and state (persistent state too)."""
+    _ctl(ctx).down()
+
+
+@cli.command("up-overlay", hidden=True)
+@click.pass_context
+def up_overlay(ctx):
+    """Bring back persistent overlays and VNICs (run at boot by the systemd unit)."""
+    for line in _ctl(ctx).up_overlay():
+        click.echo("restored %s" % line)
 
 
 @cli.group(cls=_Group)
@@ -228,7 +448,19 @@ def dp_teardown(ctx):
 
 
 def main() -> None:
-    cli(prog_name="pyovl")
+    """Entry point: every error, click's usage errors included, is one line."""
+    try:
+        cli.main(prog_name="pyovl", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        click.echo("pyovl: %s" % e.format_message(), err=True)
+        sys.exit(2)
+    except click.Abort:
+        sys.exit(130)
+    except PyovlError as e:
+        _fail(e)
+    sys.exit(0)
 
 
 if __name__ == "__main__":

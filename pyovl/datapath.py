@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import ctypes as C
 import ipaddress
-import json
 import os
 import socket
 
 from pyovl import netlink, netns
 from pyovl.bpf import abi, loader
 from pyovl.bpf.maps import PinnedMaps
+from pyovl.state import read_json, remove, run_root, write_json_atomic
 from pyovl.errors import KernelError, PyovlError, StateError, UsageError
 
-STATE_ROOT = "/run/pyovl"
 DEFAULT_PORT = 4789
 DEFAULT_SPORT_RANGE = (32768, 60999)  # the kernel vxlan device's default
 HOOKS = ("auto", "tc", "xdp")
@@ -70,7 +69,7 @@ class Datapath:
                  state_dir: str | None = None, trace: bool = False):
         self.instance = instance or netns.current_name()
         self.pin_dir = pin_dir or netns.pin_dir(self.instance)
-        self.state_dir = state_dir or os.path.join(STATE_ROOT, self.instance)
+        self.state_dir = state_dir or os.path.join(run_root(), self.instance)
         self.trace = trace
         self._maps: PinnedMaps | None = None
 
@@ -80,18 +79,10 @@ class Datapath:
         return os.path.join(self.state_dir, "datapath.json")
 
     def _load_state(self) -> dict:
-        try:
-            with open(self._state_file) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {"attached": {}}
+        return read_json(self._state_file, {"attached": {}})
 
     def _save_state(self, state: dict) -> None:
-        os.makedirs(self.state_dir, exist_ok=True)
-        tmp = self._state_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-        os.replace(tmp, self._state_file)
+        write_json_atomic(self._state_file, state)
 
     @property
     def maps(self) -> PinnedMaps:
@@ -148,6 +139,16 @@ class Datapath:
                 os.close(fd)
         elif prev.get("hook") == "xdp":
             netlink.xdp_detach(dev)
+
+    def detach_underlay(self, dev: str) -> None:
+        state = self._load_state()
+        entry = state["attached"].pop(dev, None)
+        if entry is None:
+            return
+        if entry.get("hook") == "xdp":
+            netlink.xdp_detach(dev)
+        netlink.tc_detach(dev, remove_clsact=entry.get("clsact", False))
+        self._save_state(state)
 
     def underlays(self) -> dict[str, dict]:
         return {k: v for k, v in self._load_state()["attached"].items() if v["role"] == "underlay"}
@@ -390,11 +391,7 @@ class Datapath:
             netlink.tc_detach(dev, remove_clsact=entry.get("clsact", False))
         self.close()
         loader.unload(self.pin_dir)
-        try:
-            os.unlink(self._state_file)
-            os.rmdir(self.state_dir)
-        except OSError:
-            pass
+        remove(self._state_file)
 
     def require_loaded(self) -> None:
         if not self.loaded():

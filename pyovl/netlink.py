@@ -198,45 +198,127 @@ def keep_neighbour(ip: str) -> None:
 
 
 def create_vnic(host: str, guest: str, mac: str, mtu: int, netns: str | None,
-                addresses: list[str], gro: bool = True) -> None:
-    """A VNIC as a veth pair: host end (pyovl's port) and guest end with the
-    VNIC's MAC and MTU, moved into netns (created by the caller) with
-    addresses. GRO on the guest end turns on veth NAPI, without which
-    XDP_REDIRECT into the pair is dropped. gso_max_size leaves room for the
-    50/70 bytes of encapsulation under the 64 KiB IP limit."""
+                addresses: list[str] | tuple = (), gro: bool = True) -> None:
+    """A VNIC as a veth pair: host end (pyovl's port) and guest end named
+    guest, with the VNIC's MAC and MTU, moved into netns (which must exist)
+    and given addresses. The guest end is made under a temporary name so a
+    namesake in this namespace (eth0) does not clash. GRO on the guest end
+    turns on veth NAPI, without which XDP_REDIRECT into the pair is dropped;
+    gso_max_size leaves room for 50/70 bytes of encapsulation under the
+    64 KiB IP limit. On failure nothing is left."""
+    tmp = (host + "g")[:15]
     with _ipr() as ipr:
         try:
-            ipr.link("add", ifname=host, kind="veth", peer={"ifname": guest})
+            ipr.link("add", ifname=host, kind="veth", peer={"ifname": tmp})
         except NetlinkError as e:
             raise _err("creating veth", host, e) from None
-        g = ipr.link_lookup(ifname=guest)[0]
-        h = ipr.link_lookup(ifname=host)[0]
-        ipr.link("set", index=g, address=mac, mtu=mtu, gso_max_size=65536 - 256)
-        ipr.link("set", index=h, mtu=max(mtu, 1500))
-    sysctl_set("net.ipv6.conf.%s.disable_ipv6" % host, "1")
-    enable_forwarding(host)
-    if gro:
-        run("ethtool", "-K", guest, "gro", "on")
-    with _ipr() as ipr:
-        g = ipr.link_lookup(ifname=guest)[0]
-        if netns:
-            ipr.link("set", index=g, net_ns_fd=netns)
-        ipr.link("set", index=ipr.link_lookup(ifname=host)[0], state="up")
-    if netns:
-        ns = IPRoute(netns=netns)
-    else:
-        ns = IPRoute()
     try:
-        g = ns.link_lookup(ifname=guest)[0]
-        for a in addresses:
+        with _ipr() as ipr:
+            g = ipr.link_lookup(ifname=tmp)[0]
+            h = ipr.link_lookup(ifname=host)[0]
+            ipr.link("set", index=g, address=mac, mtu=mtu, gso_max_size=65536 - 256)
+            ipr.link("set", index=h, mtu=max(mtu, 1500))
+        sysctl_set("net.ipv6.conf.%s.disable_ipv6" % host, "1")
+        enable_forwarding(host)
+        if gro:
+            run("ethtool", "-K", tmp, "gro", "on")
+        with _ipr() as ipr:
+            if netns:
+                ipr.link("set", index=ipr.link_lookup(ifname=tmp)[0], net_ns_fd=netns)
+            ipr.link("set", index=ipr.link_lookup(ifname=host)[0], state="up")
+        ns = IPRoute(netns=netns) if netns else IPRoute()
+        try:
+            g = ns.link_lookup(ifname=tmp)[0]
+            try:
+                ns.link("set", index=g, ifname=guest)
+            except NetlinkError as e:
+                raise _err("naming the guest end", guest, e) from None
+            for a in addresses:
+                addr, _, plen = a.partition("/")
+                ns.addr("add", index=g, address=addr, prefixlen=int(plen or 32))
+            ns.link("set", index=g, state="up")
+            lo = ns.link_lookup(ifname="lo")
+            if lo:
+                ns.link("set", index=lo[0], state="up")
+        finally:
+            ns.close()
+    except BaseException:
+        delete_link(host)  # takes the peer with it, wherever it went
+        raise
+
+
+def guest_set(guest: str, netns: str | None, mtu: int | None = None,
+              add: tuple = (), remove: tuple = ()) -> None:
+    """Change a VNIC's guest end in place: MTU and addresses."""
+    if netns and not _netns_exists(netns):
+        raise UsageError("the namespace %s of VNIC %s is gone" % (netns, guest))
+    ns = IPRoute(netns=netns) if netns else IPRoute()
+    try:
+        idx = ns.link_lookup(ifname=guest)
+        if not idx:
+            raise UsageError("VNIC guest end %s is gone" % guest)
+        if mtu is not None:
+            ns.link("set", index=idx[0], mtu=mtu)
+        for a in remove:
             addr, _, plen = a.partition("/")
-            ns.addr("add", index=g, address=addr, prefixlen=int(plen or 32))
-        ns.link("set", index=g, state="up")
-        lo = ns.link_lookup(ifname="lo")
-        if lo:
-            ns.link("set", index=lo[0], state="up")
+            try:
+                ns.addr("del", index=idx[0], address=addr, prefixlen=int(plen))
+            except NetlinkError:
+                pass
+        for a in add:
+            addr, _, plen = a.partition("/")
+            ns.addr("add", index=idx[0], address=addr, prefixlen=int(plen))
+    except NetlinkError as e:
+        raise _err("changing", guest, e) from None
     finally:
         ns.close()
+
+
+def _netns_exists(netns: str) -> bool:
+    return os.path.exists(os.path.join("/run/netns", netns))
+
+
+def link_exists(name: str, netns: str | None = None) -> bool:
+    # IPRoute(netns=X) creates X when it is missing: look before opening.
+    if netns and not _netns_exists(netns):
+        return False
+    ns = IPRoute(netns=netns) if netns else IPRoute()
+    try:
+        return bool(ns.link_lookup(ifname=name))
+    finally:
+        ns.close()
+
+
+def netns_links(netns: str) -> list[str]:
+    if not _netns_exists(netns):
+        return []
+    ns = IPRoute(netns=netns)
+    try:
+        return [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
+    finally:
+        ns.close()
+
+
+def device_of_address(ip: str) -> str | None:
+    """The interface holding address ip, or None."""
+    with _ipr() as ipr:
+        for a in ipr.get_addr():
+            if a.get_attr("IFA_ADDRESS") == ip or a.get_attr("IFA_LOCAL") == ip:
+                return ipr.get_links(a["index"])[0].get_attr("IFLA_IFNAME")
+    return None
+
+
+def devices_with_addresses(family: int) -> list[str]:
+    """Interfaces (not lo) with a global address of the family (2 or 10)."""
+    out = []
+    with _ipr() as ipr:
+        for a in ipr.get_addr(family=family):
+            if a["scope"] != 0:
+                continue
+            name = ipr.get_links(a["index"])[0].get_attr("IFLA_IFNAME")
+            if name != "lo" and name not in out:
+                out.append(name)
+    return out
 
 
 def delete_link(name: str) -> None:

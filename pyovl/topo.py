@@ -27,6 +27,7 @@ class Topo:
     def __init__(self, prefix: str):
         self.prefix = prefix
         self.namespaces: list[str] = []
+        self._ports: dict[str, int] = {}
 
     def ns(self, name: str) -> str:
         full = "%s-%s" % (self.prefix, name)
@@ -50,19 +51,32 @@ class Topo:
             sh("ip", fam, "addr", "add", "%s/%d" % (ip, plen), "dev", ifname, *extra, ns=ns_name)
             sh("ip", "link", "set", ifname, "up", ns=ns_name)
 
+    def switch(self, name: str = "sw") -> str:
+        """A namespace holding a bridge: the shared underlay of several hosts."""
+        ns = self.ns(name)
+        sh("ip", "link", "add", "br0", "type", "bridge", ns=ns)
+        sh("ip", "link", "set", "br0", "up", ns=ns)
+        return ns
+
+    def attach(self, host: str, switch: str, ip: str, plen: int = 24, ifname: str = "ul0") -> None:
+        """Connect host to the switch's bridge with address ip on ifname."""
+        n = self._ports[switch] = self._ports.get(switch, 0) + 1
+        port = "p%d" % n
+        tmp = "%s-t%d" % (self.prefix[-8:], n)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=tmp, kind="veth", peer={"ifname": port})
+            ipr.link("set", index=ipr.link_lookup(ifname=tmp)[0], net_ns_fd=host)
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], net_ns_fd=switch)
+        sh("ip", "link", "set", port, "master", "br0", "up", ns=switch)
+        sh("ip", "link", "set", tmp, "name", ifname, ns=host)
+        sh("ip", "addr", "add", "%s/%d" % (ip, plen), "dev", ifname, ns=host)
+        sh("ip", "link", "set", ifname, "up", ns=host)
+
     def vnic(self, host: str, host_if: str, guest_ns: str, mac: str, addresses: list[str],
              mtu: int = 1400, guest_if: str = "eth0") -> None:
         """A VNIC: host end host_if in host, guest end guest_if in guest_ns."""
         with netns.inside(host):
-            tmp = "g%s" % host_if
-            netlink.create_vnic(host_if, tmp, mac, mtu, guest_ns, [])
-        sh("ip", "link", "set", tmp, "down", ns=guest_ns)
-        sh("ip", "link", "set", tmp, "name", guest_if, ns=guest_ns)
-        for a in addresses:
-            fam = "-6" if ":" in a else "-4"
-            extra = ["nodad"] if ":" in a else []
-            sh("ip", fam, "addr", "add", a, "dev", guest_if, *extra, ns=guest_ns)
-        sh("ip", "link", "set", guest_if, "up", ns=guest_ns)
+            netlink.create_vnic(host_if, guest_if, mac, mtu, guest_ns, addresses)
 
     def destroy(self) -> None:
         for name in reversed(self.namespaces):

@@ -1,0 +1,79 @@
+"""Where pyovl keeps what it made, written atomically (write, fsync, rename).
+
+Two places per instance:
+  runtime    <run root>/<instance>/control.json  everything applied now, with
+             its source (cli or file), the names pyovl generated (VNIC host
+             ends) and what it created (namespaces); gone at reboot (/run).
+  persistent <state root>/<instance>/config.json  overlays and VNICs created by
+             the CLI without -t; `pyovl up-overlay` (the systemd unit) brings
+             them back at boot, as OmniOS's dladm up-overlay does.
+Roots: PYOVL_RUN_ROOT (default /run/pyovl), PYOVL_STATE_ROOT (/var/lib/pyovl).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def run_root() -> str:
+    return os.environ.get("PYOVL_RUN_ROOT", "/run/pyovl")
+
+
+def state_root() -> str:
+    return os.environ.get("PYOVL_STATE_ROOT", "/var/lib/pyovl")
+
+
+def write_json_atomic(path: str, obj: object) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: str, default: dict) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def remove(path: str) -> None:
+    """Remove a state file and its directory once empty."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+
+
+class Store:
+    def __init__(self, instance: str):
+        self.runtime_path = os.path.join(run_root(), instance, "control.json")
+        self.persist_path = os.path.join(state_root(), instance, "config.json")
+
+    def runtime(self) -> dict:
+        return read_json(self.runtime_path, {"overlays": {}, "vnics": {}, "degraded": {}})
+
+    def save_runtime(self, st: dict) -> None:
+        write_json_atomic(self.runtime_path, st)
+
+    def persistent(self) -> dict:
+        return read_json(self.persist_path, {"overlays": {}, "vnics": {}})
+
+    def save_persistent(self, st: dict) -> None:
+        if st["overlays"] or st["vnics"]:
+            write_json_atomic(self.persist_path, st)
+        else:
+            remove(self.persist_path)
+
+    def clear(self) -> None:
+        remove(self.runtime_path)
+        remove(self.persist_path)
