@@ -16,7 +16,7 @@
 #ifndef OVL_ABI_H
 #define OVL_ABI_H
 
-#define OVL_ABI_VERSION 1
+#define OVL_ABI_VERSION 2
 #define OVL_ABI_MAGIC 0x70796f76 /* "pyov" */
 
 #define OVL_MAX_VNI 0xffffff
@@ -26,6 +26,18 @@
 #define OVL_MAX_PEERS 65536
 #define OVL_MAX_FLOOD 32         /* local ports of one VNI that get broadcast */
 #define OVL_MAX_LISTEN 64
+#define OVL_MAX_PENDING 65536     /* LRU: misses being resolved */
+#define OVL_RING_PAGES 1024       /* 4 MiB of events to the daemon */
+
+/* The miss path (varpd's LOOKUP queue): frames the data path cannot place
+ * are copied to the daemon through the misses ring. A miss is reported once
+ * per (VNI, MAC) per interval (the pending map); until it is answered its
+ * frames keep coming, at most OVL_MISS_QUEUE_BYTES of them (illumos queues
+ * 128 KiB per destination), so the daemon can send them on: the first
+ * packets to a new destination are not lost. */
+#define OVL_MISS_FRAME_MAX 2048 /* a power of two (see punt.h) */
+#define OVL_MISS_QUEUE_BYTES (128 * 1024)
+#define OVL_MISS_INTERVAL_NS 1000000000ULL
 
 /* overlay modes (illumos OVERLAY_TARGET_POINT / _DYNAMIC) */
 #define OVL_MODE_POINT 1
@@ -104,6 +116,33 @@ struct ovl_peer_key {
 	struct ovl_addr ip;
 };
 
+/* events in the misses ring */
+enum ovl_event_type {
+	OVL_EV_MISS = 1,  /* unicast to a MAC with no (live) target */
+	OVL_EV_BCAST = 2, /* ARP, IPv6 multicast or IPv4 broadcast on a dynamic overlay */
+};
+#define OVL_EV_F_FIRST 0x100 /* first frame of a miss: a lookup is wanted */
+
+struct ovl_event_hdr {
+	__u32 type;    /* enum ovl_event_type | OVL_EV_F_* */
+	__u32 vni;
+	__u32 ifindex; /* the VNIC host end the frame came from */
+	__u32 len;     /* frame bytes that follow */
+	__u64 ts_ns;   /* bpf_ktime_get_ns() */
+};
+
+struct ovl_event {
+	struct ovl_event_hdr h;
+	__u8 frame[OVL_MISS_FRAME_MAX];
+};
+
+/* pending: (VNI, MAC) -> a miss being resolved */
+struct ovl_pending {
+	__u64 first_ns; /* when it was reported */
+	__u32 bytes;    /* frames sent to the daemon since */
+	__u32 pad;
+};
+
 /* abi: one entry that userspace writes on creation and checks on reuse */
 struct ovl_abi_info {
 	__u32 magic;
@@ -121,7 +160,6 @@ enum ovl_drop {
 	OVL_DROP_NOT_A_PORT,      /* port program on an interface with no vnic */
 	OVL_DROP_NO_OVERLAY,      /* the VNIC's VNI has no overlay */
 	OVL_DROP_SRC_MAC,         /* source MAC is not the VNIC's (spoofing) */
-	OVL_DROP_NO_TARGET,       /* dynamic overlay: destination MAC unknown */
 	OVL_DROP_TARGET_DROP,     /* target entry says DROP */
 	OVL_DROP_BCAST_DYNAMIC,   /* broadcast/multicast on a dynamic overlay */
 	OVL_DROP_NO_ROUTE,        /* no underlay route to the destination */
@@ -132,6 +170,9 @@ enum ovl_drop {
 	OVL_DROP_NO_PORT,         /* decap: no local port for the inner MAC */
 	OVL_DROP_STRICT_SOURCE,   /* decap: outer source unknown to the overlay */
 	OVL_DROP_DECAP_FAIL,      /* kernel refused to shrink the packet */
+	OVL_DROP_MISS_QUEUE_FULL, /* 128 KiB already wait for this destination */
+	OVL_DROP_RING_FULL,       /* the daemon is not keeping up (or not running) */
+	OVL_DROP_PUNT_TOO_BIG,    /* a frame to the daemon above OVL_MISS_FRAME_MAX */
 	OVL_DROP_MAX,
 };
 
@@ -144,6 +185,8 @@ enum ovl_stat {
 	OVL_STAT_LOCAL_PACKETS,   /* switched between local ports */
 	OVL_STAT_LOCAL_BYTES,
 	OVL_STAT_FLOOD_PACKETS,   /* broadcast copies to local ports */
+	OVL_STAT_MISSES,          /* misses reported (first frames) */
+	OVL_STAT_PUNTED,          /* frames copied to the daemon */
 	OVL_STAT_DROP_BASE,       /* + enum ovl_drop */
 	OVL_STAT_MAX = OVL_STAT_DROP_BASE + OVL_DROP_MAX,
 };
@@ -157,7 +200,7 @@ struct ovl_trace {
 	__u32 vni;      /* overlay the frame was attributed to */
 	__s32 reason;   /* drop reason, 0 if none */
 	__u32 flooded;  /* local broadcast copies */
-	__u32 pad;
+	__u32 punted;   /* OVL_EV_* when the frame went to the daemon */
 };
 
 /* Map names as pinned: <pin dir>/<name>. */
@@ -170,5 +213,7 @@ struct ovl_trace {
 #define OVL_MAP_LISTEN listen_ports
 #define OVL_MAP_STATS stats
 #define OVL_MAP_ABI abi
+#define OVL_MAP_PENDING pending
+#define OVL_MAP_MISSES misses
 
 #endif /* OVL_ABI_H */

@@ -8,9 +8,14 @@
  *                                               destination; DYNAMIC: drop
  *   unicast, POINT overlay                   -> encap to the destination
  *   unicast, DYNAMIC overlay                 -> targets (VNI, MAC): VALID ->
- *                                               encap, DROP or miss -> drop
+ *                                               encap, DROP -> drop, miss (or
+ *                                               an expired DROP) -> daemon
+ *   ARP / NDP / DHCP broadcast, DYNAMIC      -> local copies, then the daemon
+ *                                               (proxies); other broadcast is
+ *                                               dropped, as illumos files does
  * Nothing is ever passed to the host stack: a VNIC host end is a switch port.
- * Verdicts: TC_ACT_REDIRECT or TC_ACT_SHOT (counted under a drop reason).
+ * Verdicts: TC_ACT_REDIRECT, or TC_ACT_SHOT: counted under a drop reason, or
+ * (no reason) the frame was copied to the daemon through the misses ring.
  */
 #include "lib/compat.h"
 #include "ovl_abi.h"
@@ -20,11 +25,24 @@
 #include "lib/addr.h"
 #include "lib/flood.h"
 #include "lib/encap.h"
+#include "lib/punt.h"
 
 static __always_inline int ovl_port_drop(__u32 ov_id, __u32 vni, int reason, __u32 flooded)
 {
 	ovl_count_drop(ov_id, reason);
 	ovl_trace_set(TC_ACT_SHOT, 0, vni, reason, flooded);
+	return TC_ACT_SHOT;
+}
+
+/* Hand the frame to the daemon; the copy is in the ring, the skb is done. */
+static __always_inline int ovl_port_punt(struct __sk_buff *skb, __u32 type, __u32 ov_id, __u32 vni,
+					 struct ovl_l2key *key, __u32 flooded)
+{
+	int rc = ovl_punt(skb, type, vni, key, ov_id);
+
+	if (rc < 0)
+		return ovl_port_drop(ov_id, vni, -rc, flooded);
+	ovl_trace_set_punt(TC_ACT_SHOT, 0, vni, 0, flooded, type);
 	return TC_ACT_SHOT;
 }
 
@@ -75,10 +93,15 @@ int ovl_port(struct __sk_buff *skb)
 
 	ovl_l2key_set(&key, vni, eth->h_dest);
 	if (ovl_mac_is_group(eth->h_dest)) {
+		int for_daemon = ovl_bcast_for_daemon(eth); /* eth is gone after flooding */
+
 		flooded = ovl_flood(skb, vni, ifindex);
 		ovl_count(ov_id, OVL_STAT_FLOOD_PACKETS, flooded);
-		if (ov->mode != OVL_MODE_POINT)
+		if (ov->mode != OVL_MODE_POINT) {
+			if (for_daemon)
+				return ovl_port_punt(skb, OVL_EV_BCAST, ov_id, vni, &key, flooded);
 			return ovl_port_drop(ov_id, vni, OVL_DROP_BCAST_DYNAMIC, flooded);
+		}
 		dst = ov->point;
 	} else {
 		port = ports.lookup(&key);
@@ -89,8 +112,9 @@ int ovl_port(struct __sk_buff *skb)
 		} else {
 			struct ovl_dest *t = targets.lookup(&key);
 
-			if (!t)
-				return ovl_port_drop(ov_id, vni, OVL_DROP_NO_TARGET, 0);
+			if (!t || (t->state == OVL_TARGET_DROP && t->expiry_ns &&
+				   bpf_ktime_get_ns() >= t->expiry_ns))
+				return ovl_port_punt(skb, OVL_EV_MISS, ov_id, vni, &key, 0);
 			if (t->state != OVL_TARGET_VALID)
 				return ovl_port_drop(ov_id, vni, OVL_DROP_TARGET_DROP, 0);
 			dst = *t;

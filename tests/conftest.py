@@ -56,7 +56,9 @@ def _leftovers(pfx: str) -> list[str]:
     left = []
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     left += ["netns " + line.split()[0] for line in out.splitlines() if line.startswith(pfx)]
-    for root in ("/sys/fs/bpf/pyovl/v1", "/run/pyovl"):
+    from pyovl.netns import pin_dir
+
+    for root in (os.path.dirname(pin_dir("x")), "/run/pyovl"):
         if os.path.isdir(root):
             left += [os.path.join(root, d) for d in os.listdir(root) if d.startswith(pfx)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout

@@ -36,6 +36,24 @@ BPF_TABLE_PINNED("hash", __u16, __u32, listen_ports, OVL_MAX_LISTEN,
 /* per-CPU counters (writer: data path) */
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, stats, OVL_STATS_ENTRIES,
 		 OVL_PIN_DIR "/stats");
+/* (VNI, MAC) -> miss being resolved (writer: data path; daemon deletes) */
+BPF_TABLE_PINNED("lru_hash", struct ovl_l2key, struct ovl_pending, pending, OVL_MAX_PENDING,
+		 OVL_PIN_DIR "/pending");
+
+/* events to the daemon (writer: data path). bcc's BPF_RINGBUF_OUTPUT with a
+ * pin: the frontend takes "ringbuf:<path>" like any pinned section. */
+struct misses_table_t {
+	int key;
+	u32 leaf;
+	int (*ringbuf_output)(void *, u64, u64);
+	void *(*ringbuf_reserve)(u64);
+	void (*ringbuf_discard)(void *, u64);
+	void (*ringbuf_submit)(void *, u64);
+	u32 max_entries;
+};
+__attribute__((section("maps/ringbuf:" OVL_PIN_DIR "/misses")))
+struct misses_table_t misses = { .max_entries = OVL_RING_PAGES * PAGE_SIZE };
+
 /* ABI stamp (writer: pyovl, once) */
 BPF_TABLE_PINNED("array", __u32, struct ovl_abi_info, abi, 1, OVL_PIN_DIR "/abi");
 

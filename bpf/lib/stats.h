@@ -28,8 +28,8 @@ static __always_inline void ovl_count_drop(__u32 ov_id, int reason)
 }
 
 #ifdef OVL_TRACE
-static __always_inline void ovl_trace_set(__u32 verdict, __u32 ifindex, __u32 vni,
-					  int reason, __u32 flooded)
+static __always_inline void ovl_trace_set_punt(__u32 verdict, __u32 ifindex, __u32 vni,
+					       int reason, __u32 flooded, __u32 punted)
 {
 	__u32 zero = 0;
 	struct ovl_trace *t = trace.lookup(&zero);
@@ -40,10 +40,18 @@ static __always_inline void ovl_trace_set(__u32 verdict, __u32 ifindex, __u32 vn
 		t->vni = vni;
 		t->reason = reason;
 		t->flooded = flooded;
+		t->punted = punted;
 	}
+}
+
+static __always_inline void ovl_trace_set(__u32 verdict, __u32 ifindex, __u32 vni,
+					  int reason, __u32 flooded)
+{
+	ovl_trace_set_punt(verdict, ifindex, vni, reason, flooded, 0);
 }
 #else
 #define ovl_trace_set(verdict, ifindex, vni, reason, flooded) do { } while (0)
+#define ovl_trace_set_punt(verdict, ifindex, vni, reason, flooded, punted) do { } while (0)
 #endif
 
 #endif /* OVL_STATS_H */

@@ -12,7 +12,7 @@ import ctypes as C
 import enum
 import ipaddress
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 ABI_MAGIC = 0x70796F76
 
 MAX_VNI = 0xFFFFFF
@@ -22,6 +22,14 @@ MAX_TARGETS = 1048576
 MAX_PEERS = 65536
 MAX_FLOOD = 32
 MAX_LISTEN = 64
+MAX_PENDING = 65536
+RING_PAGES = 1024
+MISS_FRAME_MAX = 2048
+MISS_QUEUE_BYTES = 128 * 1024
+MISS_INTERVAL_NS = 1_000_000_000
+EV_MISS = 1
+EV_BCAST = 2
+EV_F_FIRST = 0x100
 
 MODE_POINT = 1
 MODE_DYNAMIC = 2
@@ -36,20 +44,22 @@ class Drop(enum.IntEnum):
     NOT_A_PORT = 2
     NO_OVERLAY = 3
     SRC_MAC = 4
-    NO_TARGET = 5
-    TARGET_DROP = 6
-    BCAST_DYNAMIC = 7
-    NO_ROUTE = 8
-    FWD_DISABLED = 9
-    NO_NEIGH = 10
-    TOO_BIG = 11
-    ENCAP_FAIL = 12
-    NO_PORT = 13
-    STRICT_SOURCE = 14
-    DECAP_FAIL = 15
+    TARGET_DROP = 5
+    BCAST_DYNAMIC = 6
+    NO_ROUTE = 7
+    FWD_DISABLED = 8
+    NO_NEIGH = 9
+    TOO_BIG = 10
+    ENCAP_FAIL = 11
+    NO_PORT = 12
+    STRICT_SOURCE = 13
+    DECAP_FAIL = 14
+    MISS_QUEUE_FULL = 15
+    RING_FULL = 16
+    PUNT_TOO_BIG = 17
 
 
-DROP_MAX = 16
+DROP_MAX = 18
 
 
 class Stat(enum.IntEnum):
@@ -60,7 +70,9 @@ class Stat(enum.IntEnum):
     LOCAL_PACKETS = 4
     LOCAL_BYTES = 5
     FLOOD_PACKETS = 6
-    DROP_BASE = 7
+    MISSES = 7
+    PUNTED = 8
+    DROP_BASE = 9
 
 
 STAT_MAX = Stat.DROP_BASE + DROP_MAX
@@ -167,8 +179,22 @@ class Trace(C.Structure):
         ("vni", C.c_uint32),
         ("reason", C.c_int32),
         ("flooded", C.c_uint32),
-        ("pad", C.c_uint32),
+        ("punted", C.c_uint32),
     ]
+
+
+class EventHdr(C.Structure):
+    _fields_ = [
+        ("type", C.c_uint32),
+        ("vni", C.c_uint32),
+        ("ifindex", C.c_uint32),
+        ("len", C.c_uint32),
+        ("ts_ns", C.c_uint64),
+    ]
+
+
+class Pending(C.Structure):
+    _fields_ = [("first_ns", C.c_uint64), ("bytes", C.c_uint32), ("pad", C.c_uint32)]
 
 
 U16 = C.c_uint16
@@ -179,6 +205,8 @@ U64 = C.c_uint64
 MAP_HASH = 1
 MAP_ARRAY = 2
 MAP_PERCPU_ARRAY = 6
+MAP_LRU_HASH = 9
+MAP_RINGBUF = 27
 
 # name -> (map type, key type, value type, max entries)
 MAPS: dict[str, tuple[int, type, type, int]] = {
@@ -191,6 +219,8 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "listen_ports": (MAP_HASH, U16, U32, MAX_LISTEN),
     "stats": (MAP_PERCPU_ARRAY, U32, U64, STATS_ENTRIES),
     "abi": (MAP_ARRAY, U32, AbiInfo, 1),
+    "pending": (MAP_LRU_HASH, L2Key, Pending, MAX_PENDING),
+    "misses": (MAP_RINGBUF, None, None, RING_PAGES * 4096),
 }
 TRACE_MAP = ("trace", (MAP_PERCPU_ARRAY, U32, Trace, 1))
 

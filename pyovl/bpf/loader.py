@@ -106,7 +106,7 @@ def unload(pin_dir: str) -> None:
             os.unlink(os.path.join(pin_dir, name))
         os.rmdir(pin_dir)
     parent = os.path.dirname(pin_dir)
-    for _ in range(2):  # .../pyovl/v1, then .../pyovl
+    for _ in range(2):  # .../pyovl/v<ABI>, then .../pyovl
         try:
             os.rmdir(parent)
         except OSError:

@@ -94,7 +94,7 @@ class PinnedMaps:
             raise StateError("cannot open pinned map %s: %s (is the data path loaded? run 'pyovl dp init')"
                              % (path, e.strerror)) from None
         info = syscall.map_info(fd)
-        want = (mtype, C.sizeof(key_t), C.sizeof(val_t), max_entries)
+        want = (mtype, C.sizeof(key_t) if key_t else 0, C.sizeof(val_t) if val_t else 0, max_entries)
         have = (info.type, info.key_size, info.value_size, info.max_entries)
         if have != want:
             os.close(fd)

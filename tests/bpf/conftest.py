@@ -11,6 +11,7 @@ from env import (MAC, PEER_STRICT, REMOTE, REMOTE6, REMOTE_DROP, REMOTE_NOROUTE,
 
 from pyovl import netlink, netns
 from pyovl.bpf import abi, loader
+from pyovl.bpf.ringbuf import RingBuffer
 from pyovl.topo import sh, sweep_ns
 
 
@@ -37,7 +38,7 @@ def bpfenv(prefix):
             netlink.create_vnic(name, name + "g", mac, 1400, None, [])
             # quiet guests: no IPv6 router solicitations or MLD into the ports
             netlink.sysctl_set("net.ipv6.conf.%sg.disable_ipv6" % name, "1")
-        dp = Datapath(instance=ns, pin_dir=os.path.join(netns.bpffs_root(), "pyovl", "v1", ns),
+        dp = Datapath(instance=ns, pin_dir=netns.pin_dir(ns),
                       state_dir="/run/pyovl/%s" % ns, trace=True)
         dp.load()
         dp.add_overlay(100, "198.18.0.1")
@@ -61,11 +62,13 @@ def bpfenv(prefix):
         env = BpfEnv(ns=ns, dp=dp, ul_mac=netlink.link_info("ul0")["mac"])
         for p in loader.PROGRAMS:
             env.progs[p] = loader.open_prog(dp.pin_dir, p)
+        env.ring = RingBuffer.open_pinned(os.path.join(dp.pin_dir, "misses"))
         for name in list(MAC) + ["ul0", "ul1"]:
             env.ifindex[name] = netlink.ifindex(name)
         yield env
         for fd in env.progs.values():
             os.close(fd)
+        env.ring.close()
     finally:
         if dp is not None:
             dp.teardown()

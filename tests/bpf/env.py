@@ -63,6 +63,7 @@ class BpfEnv:
     progs: dict[str, int] = field(default_factory=dict)
     ifindex: dict[str, int] = field(default_factory=dict)
     ul_mac: str = ""
+    ring: object = None
 
     def _reset_trace(self):
         if getattr(self, "_reset_buf", None) is not None:
@@ -100,6 +101,17 @@ class BpfEnv:
             self._reset_trace()
         verdict, out, _ = syscall.prog_test_run(self.progs[prog], frame, ctx)
         return Result(verdict, out, self._read_trace() if trace else None)
+
+    def events(self) -> list[tuple[abi.EventHdr, bytes]]:
+        """Drain the misses ring: (header, frame) per event."""
+        out = []
+        for rec in self.ring.drain():
+            h = abi.EventHdr.from_buffer_copy(rec[:C.sizeof(abi.EventHdr)])
+            out.append((h, bytes(rec[C.sizeof(abi.EventHdr):C.sizeof(abi.EventHdr) + h.len])))
+        return out
+
+    def clear_pending(self) -> None:
+        self.dp.maps.pending.clear()
 
     def total_drops(self) -> int:
         ids = [0] + [v.id for _, v in self.dp.maps.overlays.items()]

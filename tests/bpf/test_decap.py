@@ -120,7 +120,7 @@ def test_every_drop_reason_is_tested():
     import test_encap
 
     covered = {c[3] for c in test_encap.DROPS} | {c[3] for c in DROPS} | {abi.Drop.FWD_DISABLED}
-    covered |= {abi.Drop.BCAST_DYNAMIC}  # test_broadcast_dynamic_floods_locally_then_drops
+    covered |= {abi.Drop.BCAST_DYNAMIC, abi.Drop.MISS_QUEUE_FULL, abi.Drop.RING_FULL}  # test_encap
     # MALFORMED on the port side: BPF_PROG_RUN refuses frames under 14 bytes
     # (EINVAL), so it is exercised on the decap side above.
     missing = set(abi.Drop) - covered - set(UNREACHABLE)

@@ -4,9 +4,13 @@ Test matrix (frame from a VNIC -> verdict, redirect target, output bytes):
   unicast, target VALID (v4 underlay)  REDIRECT ul0, exact outer headers
   unicast, target VALID (v6 underlay)  REDIRECT ul0, exact outer headers
   unicast to a local port              REDIRECT vp2, frame untouched
-  broadcast, dynamic overlay           SHOT BCAST_DYNAMIC, 1 local copy
+  ARP broadcast, dynamic overlay       1 local copy, then to the daemon (ring)
+  other broadcast, dynamic overlay     SHOT BCAST_DYNAMIC, 1 local copy
   broadcast ARP, point overlay         REDIRECT ul0 (non-IP encap path)
-  unicast unknown / DROP target        SHOT NO_TARGET / TARGET_DROP
+  unicast unknown                      to the daemon: one FIRST event per
+                                       (VNI, MAC) and interval, its frames
+                                       after it, 128 KiB at most (MISS_QUEUE_FULL)
+  DROP target / expired DROP target    SHOT TARGET_DROP / to the daemon
   spoofed source MAC                   SHOT SRC_MAC
   not a port / overlay gone            SHOT NOT_A_PORT / NO_OVERLAY
   no route / unresolved next hop       SHOT NO_ROUTE / NO_NEIGH (ARP);
@@ -99,14 +103,88 @@ def test_local_switching(bpfenv):
 
 def test_local_switching_stays_in_the_vni(bpfenv):
     # vq1's MAC is local but in overlay 200: from vp1 (overlay 100) it is unknown
+    bpfenv.events(), bpfenv.clear_pending()
     r = bpfenv.run("port", inner_tcp(MAC["vp1"], MAC["vq1"]), "vp1")
-    assert r.verdict == TC_ACT_SHOT and r.trace.reason == abi.Drop.NO_TARGET
+    assert r.verdict == TC_ACT_SHOT and r.trace.reason == 0 and r.trace.punted == abi.EV_MISS
+    assert r.trace.ifindex == 0
+    bpfenv.events()
 
 
-def test_broadcast_dynamic_floods_locally_then_drops(bpfenv):
-    r = bpfenv.run("port", inner_arp(MAC["vp1"]), "vp1")
-    assert r.verdict == TC_ACT_SHOT and r.trace.reason == abi.Drop.BCAST_DYNAMIC
+def test_arp_on_dynamic_overlay_floods_locally_then_goes_to_the_daemon(bpfenv):
+    bpfenv.events()
+    frame = inner_arp(MAC["vp1"])
+    r = bpfenv.run("port", frame, "vp1")
+    assert r.verdict == TC_ACT_SHOT and r.trace.reason == 0 and r.trace.punted == abi.EV_BCAST
     assert r.trace.flooded == 1  # vp2, not vp1 itself
+    [(h, got)] = bpfenv.events()
+    assert (h.type, h.vni, h.ifindex, h.len) == (abi.EV_BCAST, 100, bpfenv.ifindex["vp1"], len(frame))
+    assert got == frame
+
+
+def test_other_broadcast_on_dynamic_overlay_is_dropped(bpfenv):
+    frame = bytes(Ether(src=MAC["vp1"], dst="01:00:5e:00:00:fb") / IP(src="10.0.0.1", dst="224.0.0.251") /
+                  UDP(dport=5353) / b"mdns")
+    r = bpfenv.run("port", frame, "vp1")
+    assert r.verdict == TC_ACT_SHOT and r.trace.reason == abi.Drop.BCAST_DYNAMIC and r.trace.flooded == 1
+    assert bpfenv.events() == []
+
+
+def test_miss_reports_once_then_queues_up_to_128k(bpfenv):
+    bpfenv.events(), bpfenv.clear_pending()
+    ov_id = bpfenv.ov_id(100)
+    frame = inner_tcp(MAC["vp1"], UNKNOWN, b"z" * 1400)
+    verdicts = [bpfenv.run("port", frame, "vp1") for _ in range(100)]
+    events = bpfenv.events()
+    punted = [r for r in verdicts if r.trace.punted == abi.EV_MISS]
+    full = [r for r in verdicts if r.trace.reason == abi.Drop.MISS_QUEUE_FULL]
+    assert len(punted) + len(full) == 100 and full, "the per-destination queue never filled"
+    assert len(punted) * len(frame) <= abi.MISS_QUEUE_BYTES < (len(punted) + 1) * len(frame)
+    assert len(events) == len(punted) and all(f == frame for _, f in events)
+    assert [bool(h.type & abi.EV_F_FIRST) for h, _ in events] == [True] + [False] * (len(events) - 1)
+    assert all(h.type & 0xFF == abi.EV_MISS and h.vni == 100 for h, _ in events)
+    pend = bpfenv.dp.maps.pending.get(abi.L2Key.of(100, abi.mac_bytes(UNKNOWN)))
+    assert pend is not None and pend.bytes == len(punted) * len(frame)
+    # the daemon answers: it deletes the pending entry; the next miss reports again
+    bpfenv.clear_pending()
+    bpfenv.run("port", frame, "vp1")
+    [(h, _)] = bpfenv.events()
+    assert h.type & abi.EV_F_FIRST
+    assert bpfenv.dp.maps.overlay_stats(ov_id)[abi.Stat.MISSES] >= 2
+
+
+def test_expired_drop_target_is_a_miss_again(bpfenv):
+    import time
+
+    mac = "02:00:00:00:0d:0e"
+    key = abi.L2Key.of(100, abi.mac_bytes(mac))
+    dest = abi.Dest(state=abi.TARGET_DROP, expiry_ns=time.monotonic_ns() + 3600 * 10**9)
+    bpfenv.dp.maps.targets.put(key, dest)
+    try:
+        r = bpfenv.run("port", inner_tcp(MAC["vp1"], mac), "vp1")
+        assert r.trace.reason == abi.Drop.TARGET_DROP
+        dest.expiry_ns = time.monotonic_ns() - 1
+        bpfenv.dp.maps.targets.put(key, dest)
+        bpfenv.events(), bpfenv.clear_pending()
+        r = bpfenv.run("port", inner_tcp(MAC["vp1"], mac), "vp1")
+        assert r.trace.reason == 0 and r.trace.punted == abi.EV_MISS
+        assert len(bpfenv.events()) == 1
+    finally:
+        bpfenv.dp.maps.targets.delete(key)
+        bpfenv.clear_pending()
+
+
+def test_ring_full_is_counted(bpfenv):
+    bpfenv.events()
+    ov_id = bpfenv.ov_id(100)
+    before = bpfenv.drops(ov_id)["RING_FULL"]
+    frame = inner_arp(MAC["vp1"])
+    n, full = 0, 0
+    while full == 0 and n < 10000:
+        full += bpfenv.run("port", frame, "vp1", trace=True).trace.reason == abi.Drop.RING_FULL
+        n += 1
+    assert full == 1 and n * 2072 >= abi.RING_PAGES * 4096 // 2, n
+    assert bpfenv.drops(ov_id)["RING_FULL"] == before + 1
+    assert len(bpfenv.events()) == n - 1
 
 
 def test_broadcast_point_is_encapsulated(bpfenv):
@@ -129,7 +207,8 @@ def test_ip_frame_with_unresolved_next_hop_uses_redirect_neigh(bpfenv):
 
 
 DROPS = [
-    ("unknown unicast", "vp1", lambda: inner_tcp(MAC["vp1"], UNKNOWN), abi.Drop.NO_TARGET, {}),
+    ("frame too big for the daemon", "vp1", lambda: inner_tcp(MAC["vp1"], UNKNOWN, b"x" * 2100),
+     abi.Drop.PUNT_TOO_BIG, {}),
     ("DROP target", "vp1", lambda: inner_tcp(MAC["vp1"], REMOTE_DROP), abi.Drop.TARGET_DROP, {}),
     ("spoofed source MAC", "vp1", lambda: inner_tcp(UNKNOWN, REMOTE), abi.Drop.SRC_MAC, {}),
     ("not a port", "ul1", lambda: inner_tcp(MAC["vp1"], REMOTE), abi.Drop.NOT_A_PORT, {}),

@@ -10,14 +10,14 @@ import pytest
 from pyovl.bpf import abi, loader, source, syscall
 from pyovl.bpf.maps import PinnedMaps
 from pyovl.errors import KernelError, StateError
-from pyovl.netns import bpffs_root
+from pyovl import netns
 
 pytestmark = [pytest.mark.bpf]
 
 
 @pytest.fixture
 def pin_dir(prefix):
-    d = os.path.join(bpffs_root(), "pyovl", "v1", "%s-ld%s" % (prefix, uuid.uuid4().hex[:4]))
+    d = netns.pin_dir("%s-ld%s" % (prefix, uuid.uuid4().hex[:4]))
     yield d
     loader.unload(d)
 

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from pyovl.netns import pin_dir
 from pyovl.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf]
@@ -115,7 +116,7 @@ def test_up_again_edit_down(env):
         links = sh("ip", "-o", "link", ns=ns).stdout
         assert "ovh" not in links, links
         assert "clsact" not in sh("tc", "qdisc", "show", "dev", "ul0", ns=ns).stdout
-        assert not os.path.exists("/sys/fs/bpf/pyovl/v1/%s" % ns)
+        assert not os.path.exists(pin_dir(ns))
     assert not any(files for _, _, files in os.walk(tmp / "run")), list(os.walk(tmp / "run"))
     assert not any(files for _, _, files in os.walk(tmp / "lib"))
 
