@@ -8,6 +8,7 @@ network namespace (its own pyovl instance, its own pins).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -148,7 +149,13 @@ def show_overlay(ctx, fma, target, parsable, output, as_json, name):
     specs = [OverlaySpec.from_json(recs[n]["spec"]) for n in names]
     loaded = ctl.dp.loaded()
     if fma:
-        degraded = ctl.runtime().get("degraded", {})
+        from pyovl import daemon  # noqa: PLC0415
+
+        status = daemon.request(ctl.instance, {"op": "status"}, timeout=5)
+        if status is not None:
+            degraded = status["degraded"]
+        else:  # no daemon: nothing answers the dynamic overlays' misses
+            degraded = {s.name: daemon.NO_DAEMON for s in specs if s.mode == "dynamic"}
         rows = [show.fma_row(s.name, degraded.get(s.name)) for s in specs]
         return _emit(show.FMA_FIELDS, rows, parsable, output, as_json)
     if target:
@@ -252,20 +259,95 @@ def show_vnic(ctx, parsable, output, as_json, name):
 
 @cli.command("up")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-d", "--detach", is_flag=True, help="Serve in the background (the default is the foreground).")
+@click.option("--no-daemon", is_flag=True, help="Apply the file and exit: nothing answers misses or proxies.")
 @click.pass_context
-def up(ctx, file):
-    """Make this host match FILE (overlay.json): create what is missing,
-    change what differs, remove what an earlier `up` made and FILE no longer
-    has. The whole file is validated first; a bad file changes nothing.
+def up(ctx, file, detach, no_daemon):
+    """Make this host match FILE (overlay.json), then serve as the daemon.
+
+    Creates what is missing, changes what differs, removes what an earlier
+    `up` made and FILE no longer has; the whole file is validated first and a
+    bad file changes nothing. Then it serves (lookups, proxies, metrics, the
+    CLI's requests) until SIGTERM. When a daemon already serves this
+    instance, it applies the file itself.
 
     \b
-    Example: pyovl up /etc/pyovl/overlay.json
+    Examples:
+      pyovl up /etc/pyovl/overlay.json          # foreground, for systemd
+      pyovl --netns host1 up -d host1.json      # background
     """
+    from pyovl import daemon as d  # noqa: PLC0415
     from pyovl.config import load_file  # noqa: PLC0415
 
     cfg = load_file(file)
-    for line in _ctl(ctx).up(cfg, file):
+    ctl = _ctl(ctx)
+    reply = d.request(ctl.instance, {"op": "up", "file": os.path.abspath(file)}, timeout=300)
+    if reply is not None:
+        for line in reply["done"]:
+            click.echo(line)
+        return
+    for line in ctl.up(cfg, file):
         click.echo(line)
+    if no_daemon:
+        return
+    serve(d.Daemon(ctl, cfg.metrics), detach)
+
+
+def serve(daemon_obj, detach: bool) -> None:
+    """Run the daemon here, or detached (double fork, ready pipe, log file)."""
+    import logging  # noqa: PLC0415
+
+    from pyovl.daemon import log_path  # noqa: PLC0415
+
+    fmt = "pyovl[%(process)d] %(levelname)s %(message)s"
+    if not detach:
+        logging.basicConfig(level=logging.INFO, format=fmt)
+        daemon_obj.serve()
+        return
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(w)
+        msg = b""
+        while True:
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            msg += chunk
+        os.waitpid(pid, 0)
+        if not msg.startswith(b"ok "):
+            raise PyovlError(msg.decode(errors="replace").strip() or "the daemon died while starting")
+        click.echo("pyovl daemon started (pid %s), log %s" % (msg.split()[1].decode(), log_path(daemon_obj.instance)))
+        return
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(log_path(daemon_obj.instance), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s " + fmt)
+
+    def ready():
+        os.write(w, b"ok %d" % os.getpid())
+        os.close(w)
+
+    code = 0
+    try:
+        daemon_obj.serve(ready=ready)
+    except PyovlError as e:
+        try:
+            os.write(w, str(e).encode())
+        except OSError:
+            pass
+        logging.error("%s", e)
+        code = 1
+    except Exception:
+        logging.exception("the daemon failed")
+        code = 1
+    os._exit(code)
 
 
 @cli.command("down")

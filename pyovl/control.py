@@ -29,7 +29,7 @@ from pyovl import netlink, netns
 from pyovl.config import Config, OverlaySpec, VnicSpec
 from pyovl.datapath import Datapath
 from pyovl.errors import UsageError
-from pyovl.state import Store
+from pyovl.state import Store, remove
 
 
 def random_mac() -> str:
@@ -175,13 +175,21 @@ class Controller:
                 self.store.save_persistent(p)
 
     def modify_overlay(self, name: str, delete: str | None = None, flush: bool = False,
-                       set_entry: tuple[str, str] | None = None) -> None:
-        """illumos modify-overlay: -d MAC, -f, -s MAC=IP:PORT|drop (dynamic only)."""
+                       set_entry: tuple[str, str] | None = None, via_daemon: bool = False) -> None:
+        """illumos modify-overlay: -d MAC, -f, -s MAC=IP:PORT|drop (dynamic
+        only). With a daemon running, the daemon (the one writer) does it."""
         if sum(x is not None and x is not False for x in (delete, flush or None, set_entry)) != 1:
             raise UsageError("only one of -d, -f, or -s may be used")
         spec = self.overlay(name)
         if spec.mode != "dynamic":
             raise UsageError("overlay %s uses %s (point-to-point): it has no target table" % (name, spec.search))
+        if not via_daemon:
+            from pyovl import daemon  # noqa: PLC0415
+
+            req = {"op": "modify", "name": name, "delete": delete, "flush": flush,
+                   "set": list(set_entry) if set_entry else None}
+            if daemon.request(self.instance, req) is not None:
+                return
         if delete is not None:
             if not self.dp.del_target(spec.vnetid, delete):
                 raise UsageError("overlay %s has no entry for %s" % (name, delete))
@@ -372,6 +380,9 @@ class Controller:
     def down(self) -> None:
         """Remove everything this instance made: VNICs, namespaces it created,
         overlays, programs, pins and state (persistent too)."""
+        from pyovl import daemon  # noqa: PLC0415
+
+        daemon.stop_running(self.instance)
         rt = self.runtime()
         for n in list(rt["vnics"]):
             self._remove_vnic(rt, n)
@@ -379,3 +390,4 @@ class Controller:
             self._remove_overlay(rt, n)
         self.dp.teardown()
         self.store.clear()
+        remove(daemon.log_path(self.instance))  # and the instance's run directory

@@ -19,6 +19,7 @@ import ctypes as C
 import ipaddress
 import os
 import socket
+import time
 
 from pyovl import netlink, netns
 from pyovl.bpf import abi, loader
@@ -72,6 +73,7 @@ class Datapath:
         self.state_dir = state_dir or os.path.join(run_root(), self.instance)
         self.trace = trace
         self._maps: PinnedMaps | None = None
+        self._neighbours: set[str] = set()
 
     # -- state ----------------------------------------------------------
     @property
@@ -189,7 +191,7 @@ class Datapath:
                          src_ip=abi.Addr.of(sip), sport_min=lo, sport_max=hi, mtu=mtu)
         if pdest:
             ov.point = pdest
-            netlink.keep_neighbour(point[0])
+            self._keep_neighbour(point[0])
         if old is None:
             self._listen_ref(listen_port, +1)
         elif socket.ntohs(old.listen_port) != listen_port:
@@ -320,8 +322,9 @@ class Datapath:
 
     # -- targets --------------------------------------------------------
     def set_target(self, vni: int, mac: str, ip: str | None, port: int | None = None,
-                   drop: bool = False) -> None:
-        """Point (vni, mac) at ip:port, or at DROP."""
+                   drop: bool = False, ttl_s: float | None = None) -> None:
+        """Point (vni, mac) at ip:port, or at DROP (for ttl_s seconds when
+        given: the data path treats an expired DROP as a miss again)."""
         check_vni(vni)
         raw = check_mac(mac) if not drop else abi.mac_bytes(mac)
         ov = self.maps.overlays.get(abi.U32(vni))
@@ -330,11 +333,21 @@ class Datapath:
         if ov.mode != abi.MODE_DYNAMIC:
             raise UsageError("overlay %d is point-to-point: it has no target table" % vni)
         key = abi.L2Key.of(vni, raw)
-        dest = abi.Dest(state=abi.TARGET_DROP) if drop else _dest(ip, port if port else DEFAULT_PORT)
+        if drop:
+            dest = abi.Dest(state=abi.TARGET_DROP,
+                            expiry_ns=time.monotonic_ns() + int(ttl_s * 1e9) if ttl_s else 0)
+        else:
+            dest = _dest(ip, port if port else DEFAULT_PORT)
         self._peer_release(key)
         self.maps.targets.put(key, dest)
         if not drop:
             self._peer_ref(vni, dest.ip, +1)
+            self._keep_neighbour(ip)
+
+    def _keep_neighbour(self, ip: str) -> None:
+        """Once per destination and process: it runs ip(8)."""
+        if ip not in self._neighbours:
+            self._neighbours.add(ip)
             netlink.keep_neighbour(ip)
 
     def del_target(self, vni: int, mac: str) -> bool:

@@ -1,7 +1,7 @@
-"""Which search plugins exist: the built-ins, listed explicitly, then any
-third-party module registered under the entry-point group "pyovl.lookup"
-(a module with NAME, MODE and PROPS, like the built-ins). PYOVL_LOAD_PLUGINS=0
-turns third-party loading off. A duplicate name is an error."""
+"""Which search plugins exist: the built-ins, listed explicitly, then
+third-party ones registered under the entry-point group "pyovl.lookup" (a
+LookupPlugin subclass). PYOVL_LOAD_PLUGINS=0 turns third-party loading off.
+A duplicate name is an error (varpd: names are unique)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,31 @@ from importlib import metadata
 
 from pyovl.errors import PyovlError
 
-BUILTIN_PLUGINS = ("pyovl.lookup.plugins.direct", "pyovl.lookup.plugins.files")
+BUILTIN_PLUGINS = ("pyovl.lookup.plugins.direct:DirectPlugin", "pyovl.lookup.plugins.files:FilesPlugin")
 _cache: dict | None = None
 
 
+def _load(spec: str):
+    mod, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
 def plugins() -> dict:
+    """name -> plugin class, with where it came from in .ORIGIN."""
     global _cache
     if _cache is None:
         found: dict = {}
-        mods = [importlib.import_module(m) for m in BUILTIN_PLUGINS]
+        classes = [(_load(s), "pyovl (built-in)") for s in BUILTIN_PLUGINS]
         if os.environ.get("PYOVL_LOAD_PLUGINS", "1") != "0":
             for ep in metadata.entry_points(group="pyovl.lookup"):
-                mods.append(ep.load())
-        for mod in mods:
-            if mod.NAME in found:
-                raise PyovlError("two search plugins are named %s" % mod.NAME)
-            found[mod.NAME] = mod
+                dist = ep.dist.name if getattr(ep, "dist", None) else "?"
+                classes.append((ep.load(), dist))
+        for cls, origin in classes:
+            if cls.NAME in found:
+                raise PyovlError("two search plugins are named %s (%s and %s)"
+                                 % (cls.NAME, found[cls.NAME].ORIGIN, origin))
+            cls.ORIGIN = origin
+            found[cls.NAME] = cls
         _cache = found
     return _cache
 

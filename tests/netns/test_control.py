@@ -80,7 +80,7 @@ def test_up_again_edit_down(env):
     fc = overlay_file(tmp / "c.json", "198.18.0.3", "198.18.0.1",
                       {"gc1": vnic(g["gc1"], "02:08:20:00:00:c1", "10.23.0.3")})
     for h, f in (("ha", fa), ("hb", fb), ("hc", fc)):
-        out = pyovl(h, "up", f).stdout
+        out = pyovl(h, "up", "-d" if h == "ha" else "--no-daemon", f).stdout
         assert "created overlay ov0" in out and "created VNIC" in out
     assert ping(g["ga1"], "10.23.0.2").returncode == 0
 
@@ -88,7 +88,7 @@ def test_up_again_edit_down(env):
     pinger = subprocess.Popen(["ip", "netns", "exec", g["ga1"], "ping", "-c", "200", "-i", "0.01", "10.23.0.2"],
                               stdout=subprocess.PIPE, text=True)
     for h, f in (("ha", fa), ("hb", fb)):
-        assert pyovl(h, "up", f).stdout == ""
+        assert pyovl(h, "up", "--no-daemon", f).stdout == ""
     out = pinger.communicate(timeout=60)[0]
     assert " 0% packet loss" in out, out
 
@@ -96,7 +96,7 @@ def test_up_again_edit_down(env):
     fa = overlay_file(tmp / "a.json", "198.18.0.1", "198.18.0.3",
                       {"ga1": vnic(g["ga1"], "02:08:20:00:00:a1", "10.23.0.1"),
                        "ga2": vnic(g["ga2"], "02:08:20:00:00:a2", "10.23.0.11")}, mtu=1300)
-    out = pyovl("ha", "up", fa).stdout
+    out = pyovl("ha", "up", "--no-daemon", fa).stdout
     assert "changed overlay ov0" in out and "created VNIC ga2" in out and "changed VNIC ga1" in out
     assert "mtu 1300" in sh("ip", "link", "show", "ga1", ns=g["ga1"]).stdout
     assert ping(g["ga1"], "10.23.0.3").returncode == 0      # now reaches hc
@@ -139,7 +139,7 @@ def test_broken_file_changes_nothing(env, desc, doc, message):
     hosts, g, pyovl, tmp, e = env
     good = overlay_file(tmp / "a.json", "198.18.0.1", "198.18.0.2",
                         {"ga1": vnic(g["ga1"], "02:08:20:00:00:a1", "10.23.0.1")})
-    pyovl("ha", "up", good)
+    pyovl("ha", "up", "--no-daemon", good)
     before = pyovl("ha", "show-overlay", "--json").stdout, pyovl("ha", "show-vnic", "--json").stdout
     if doc == "DUP":
         doc = json.loads(open(good).read())
@@ -150,7 +150,7 @@ def test_broken_file_changes_nothing(env, desc, doc, message):
         doc["vnics"] = {"x1": dict(vnic("n1", "02:08:20:00:00:a3", "10.23.0.5"), over="ov9")}
     bad = tmp / "bad.json"
     bad.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-    p = pyovl("ha", "up", str(bad), check=False)
+    p = pyovl("ha", "up", "--no-daemon", str(bad), check=False)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
     assert message in p.stderr and str(bad) in p.stderr, p.stderr
     assert (pyovl("ha", "show-overlay", "--json").stdout, pyovl("ha", "show-vnic", "--json").stdout) == before

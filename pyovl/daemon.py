@@ -1,0 +1,466 @@
+"""The pyovl daemon: illumos varpd for one instance.
+
+It is the one writer of the maps while it runs. It starts a search-plugin
+instance per overlay, consumes the data path's misses ring, and answers:
+  miss (unicast, dynamic overlay)  plugin.lookup(MAC) -> target written (a
+                                   Drop is cached with a TTL), the pending
+                                   entry cleared, and the frame sent on
+                                   through the slow path (VXLAN from a UDP
+                                   socket) so the first packets are not lost
+  ARP request                      proxy ARP: plugin.arp(IP) -> reply injected
+                                   into the asking VNIC (AF_PACKET)
+  IPv6 Neighbor Solicitation       proxy NDP: plugin.ndp(IP) -> NA injected
+  DHCP broadcast request           plugin.dhcp(MAC) -> rewritten to that MAC
+                                   and sent through the overlay
+  anything else                    dropped (no broadcast leaves the host)
+It keeps a degraded state per overlay (a plugin that cannot start, a bad new
+files table: the old table stays in use), heals it when the cause goes,
+serves Prometheus metrics, and takes CLI requests on a unix socket
+(<run root>/<instance>/daemon.sock, one JSON object per line).
+
+Threads: the lookup thread (ring + housekeeping), the control socket, the
+metrics server. Map writes and plugin calls happen under one lock. If the
+daemon dies, the data path keeps forwarding what it knows (pins), and a new
+daemon picks up: it re-reads state and plugin sources and re-reports
+pending misses.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes as C
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pyovl.bpf import abi
+from pyovl.bpf.ringbuf import RingBuffer
+from pyovl.config import OverlaySpec, check_hostport, load_file
+from pyovl.errors import PyovlError, UsageError
+from pyovl.lookup import proxy, registry
+from pyovl.lookup.plugin import Destination, Drop, PluginError
+from pyovl.metrics import DaemonMetrics, DatapathCollector
+from pyovl.state import run_root
+
+log = logging.getLogger("pyovl.daemon")
+DROP_TTL_S = 10.0
+HOUSEKEEPING_S = 0.2
+NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
+
+
+def socket_path(instance: str) -> str:
+    return os.path.join(run_root(), instance, "daemon.sock")
+
+
+def log_path(instance: str) -> str:
+    os.makedirs(os.path.join(run_root(), instance), exist_ok=True)
+    return os.path.join(run_root(), instance, "daemon.log")
+
+
+def pid_path(instance: str) -> str:
+    return os.path.join(run_root(), instance, "daemon.pid")
+
+
+def request(instance: str, req: dict, timeout: float = 30.0) -> dict | None:
+    """Send one request to the instance's daemon; None when none runs."""
+    path = socket_path(instance)
+    if not os.path.exists(path):
+        return None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+    except OSError:
+        return None  # a stale socket: the daemon died
+    try:
+        s.sendall(json.dumps(req).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    reply = json.loads(data or b"{}")
+    if not reply.get("ok"):
+        raise UsageError(reply.get("error", "the daemon refused the request"))
+    return reply
+
+
+def running_pid(instance: str) -> int | None:
+    """PID of the instance's daemon when it answers, else None."""
+    try:
+        reply = request(instance, {"op": "status"}, timeout=5)
+    except (OSError, ValueError, UsageError):
+        return None
+    return reply["pid"] if reply else None
+
+
+def stop_running(instance: str, timeout: float = 10.0) -> bool:
+    """Ask a running daemon to stop and wait for it to exit."""
+    pid = running_pid(instance)
+    if pid is None:
+        return False
+    try:
+        request(instance, {"op": "stop"}, timeout=5)
+    except (OSError, ValueError, UsageError):
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+class Instance:
+    """A running plugin for one overlay."""
+
+    def __init__(self, spec: OverlaySpec):
+        self.spec = spec
+        self.plugin = registry.plugins()[spec.search](spec.vnetid, spec.props)
+        self.started = False
+
+
+class Daemon:
+    def __init__(self, ctl, metrics_addr: str = "127.0.0.1:9134"):
+        self.ctl = ctl
+        self.dp = ctl.dp
+        self.instance = ctl.instance
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.by_name: dict[str, Instance] = {}
+        self.by_vni: dict[int, Instance] = {}
+        self.degraded: dict[str, str] = {}
+        self.metrics_addr = check_hostport(metrics_addr)
+        self.registry = CollectorRegistry()
+        self.m = DaemonMetrics(self.registry)
+        self.registry.register(DatapathCollector(self))
+        self._sockets: dict[int, socket.socket] = {}
+        self._inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self._ifnames: dict[int, str] = {}
+        self.ring: RingBuffer | None = None
+        self.handled = 0
+        self.resolved = 0
+        # miss -> first delivery, ns, for `status` (bounded)
+        self.latencies: collections.deque = collections.deque(maxlen=100_000)
+
+    # -- plugin instances ----------------------------------------------
+    def sync_instances(self) -> None:
+        """Match plugin instances to the overlays in the runtime state."""
+        with self.lock:
+            specs = {n: OverlaySpec.from_json(r["spec"]) for n, r in self.ctl.overlays().items()}
+            for name in list(self.by_name):
+                inst = self.by_name[name]
+                if name not in specs or specs[name] != inst.spec:
+                    if inst.started:
+                        inst.plugin.stop()
+                    del self.by_name[name]
+                    self.by_vni.pop(inst.spec.vnetid, None)
+                    self.degraded.pop(name, None)
+            for name, spec in specs.items():
+                if name not in self.by_name:
+                    inst = Instance(spec)
+                    self.by_name[name] = inst
+                    self.by_vni[spec.vnetid] = inst
+                    self._start(name, inst)
+
+    def _start(self, name: str, inst: Instance) -> None:
+        try:
+            inst.plugin.start()
+            inst.started = True
+            self.degraded.pop(name, None)
+            log.info("overlay %s: %s plugin started", name, inst.spec.search)
+        except PluginError as e:
+            self.degraded[name] = str(e)
+            log.warning("overlay %s degraded: %s", name, e)
+
+    # -- the lookup loop -------------------------------------------------
+    def lookup_loop(self) -> None:
+        next_hk = 0.0
+        while not self.stop_event.is_set():
+            for rec in self.ring.poll(HOUSEKEEPING_S):
+                try:
+                    self.on_event(rec)
+                except Exception:  # one bad frame must not stop the daemon
+                    log.exception("event not handled")
+            now = time.monotonic()
+            if now >= next_hk:
+                next_hk = now + HOUSEKEEPING_S
+                try:
+                    self.housekeeping()
+                except Exception:
+                    log.exception("housekeeping failed")
+
+    def on_event(self, rec: bytes) -> None:
+        hsize = C.sizeof(abi.EventHdr)
+        h = abi.EventHdr.from_buffer_copy(rec[:hsize])
+        frame = bytes(rec[hsize:hsize + h.len])
+        self.handled += 1
+        with self.lock:
+            inst = self.by_vni.get(h.vni)
+            if inst is None or not inst.started or inst.spec.mode != "dynamic":
+                return
+            name, plugin = inst.spec.name, inst.plugin
+            if h.type & 0xFF == abi.EV_MISS:
+                self._miss(inst, h, frame)
+            else:
+                self._broadcast(inst, h, frame)
+
+    def _miss(self, inst: Instance, h: abi.EventHdr, frame: bytes) -> None:
+        mac = abi.mac_str(frame[:6])
+        ans = inst.plugin.lookup(mac)
+        name, vni = inst.spec.name, inst.spec.vnetid
+        if h.type & abi.EV_F_FIRST:
+            if isinstance(ans, Destination):
+                self.dp.set_target(vni, mac, ans.ip, ans.port)
+            else:
+                self.dp.set_target(vni, mac, None, drop=True, ttl_s=DROP_TTL_S)
+            self.dp.maps.pending.delete(abi.L2Key.of(vni, frame[:6]))
+            self.m.lookups.labels(name, inst.spec.search, "ok" if isinstance(ans, Destination) else "drop").inc()
+        if isinstance(ans, Destination):
+            self._send(inst, ans, frame, "held")
+        if h.type & abi.EV_F_FIRST:
+            lat = max(0, time.monotonic_ns() - h.ts_ns)
+            self.m.latency.labels(name).observe(lat / 1e9)
+            self.latencies.append(lat)
+            self.resolved += 1
+
+    def _broadcast(self, inst: Instance, h: abi.EventHdr, frame: bytes) -> None:
+        name, plugin, search = inst.spec.name, inst.plugin, inst.spec.search
+        et = proxy.ethertype(frame)
+        if et == proxy.ETH_P_ARP:
+            ip = proxy.parse_arp_request(frame)
+            mac = plugin.arp(ip) if ip else None
+            self.m.lookups.labels(name, search, "proxy_arp" if mac else "proxy_arp_drop").inc()
+            if mac:
+                self._inject_to(h.ifindex, proxy.build_arp_reply(frame, abi.mac_bytes(mac)), name, "arp_reply")
+        elif et == proxy.ETH_P_IPV6:
+            ip = proxy.parse_ns(frame)
+            mac = plugin.ndp(ip) if ip else None
+            self.m.lookups.labels(name, search, "proxy_ndp" if mac else "proxy_ndp_drop").inc()
+            if mac:
+                self._inject_to(h.ifindex, proxy.build_na(frame, abi.mac_bytes(mac)), name, "ndp_reply")
+        elif proxy.is_dhcp_request(frame):
+            to = plugin.dhcp(abi.mac_str(frame[6:12]))
+            self.m.lookups.labels(name, search, "proxy_dhcp" if to else "proxy_dhcp_drop").inc()
+            if to:
+                self._resend(inst, proxy.with_destination(frame, abi.mac_bytes(to)))
+        else:
+            self.m.lookups.labels(name, search, "broadcast_drop").inc()
+
+    def _resend(self, inst: Instance, frame: bytes) -> None:
+        """illumos RESEND: through the overlay again, to a local port or a target."""
+        vni = inst.spec.vnetid
+        port = self.dp.maps.ports.get(abi.L2Key.of(vni, frame[:6]))
+        if port is not None:
+            self._inject_to(port.ifindex, frame, inst.spec.name, "resend_local")
+            return
+        ans = inst.plugin.lookup(abi.mac_str(frame[:6]))
+        if isinstance(ans, Destination):
+            self._send(inst, ans, frame, "resend")
+
+    def _send(self, inst: Instance, dest: Destination, frame: bytes, kind: str) -> None:
+        fam = socket.AF_INET6 if ":" in dest.ip else socket.AF_INET
+        s = self._sockets.get(fam)
+        if s is None:
+            s = self._sockets[fam] = socket.socket(fam, socket.SOCK_DGRAM)
+            lip = inst.spec.props.get("vxlan/listen_ip", "")
+            if lip and lip not in ("0.0.0.0", "::") and (":" in lip) == (fam == socket.AF_INET6):
+                s.bind((lip, 0))  # the outer source strict peers expect
+        try:
+            s.sendto(proxy.vxlan_header(inst.spec.vnetid) + frame, (dest.ip, dest.port))
+            self.m.slowpath.labels(inst.spec.name, kind).inc()
+        except OSError as e:
+            log.warning("overlay %s: sending a held frame to %s:%d failed: %s", inst.spec.name, dest.ip,
+                        dest.port, e.strerror)
+
+    def _inject_to(self, ifindex: int, frame: bytes, name: str, kind: str) -> None:
+        ifname = self._ifnames.get(ifindex)
+        if ifname is None:
+            ifname = self._ifnames[ifindex] = socket.if_indextoname(ifindex)
+        try:
+            self._inject.sendto(frame, (ifname, 0))
+            self.m.slowpath.labels(name, kind).inc()
+        except OSError as e:
+            self._ifnames.pop(ifindex, None)
+            log.warning("overlay %s: injecting into %s failed: %s", name, ifname, e.strerror)
+
+    # -- housekeeping ------------------------------------------------------
+    def housekeeping(self) -> None:
+        with self.lock:
+            for name, inst in self.by_name.items():
+                if not inst.started:
+                    self._start(name, inst)  # heals once the source is fixed
+                    if inst.started:
+                        self._refresh(inst, None)
+                    continue
+                try:
+                    changed = inst.plugin.check_reload()
+                except PluginError as e:
+                    if self.degraded.get(name) != str(e):
+                        log.warning("overlay %s degraded: %s (the previous table stays in use)", name, e)
+                    self.degraded[name] = str(e)
+                    continue
+                if name in self.degraded:
+                    log.info("overlay %s healed", name)
+                    self.degraded.pop(name)
+                if changed:
+                    self._refresh(inst, changed)
+            self._expire_drops()
+
+    def _refresh(self, inst: Instance, macs: set | None) -> None:
+        """Re-answer the targets whose answer may have changed."""
+        vni = inst.spec.vnetid
+        for tvni, mac, d in self.dp.targets():
+            if tvni != vni or (macs is not None and mac not in macs):
+                continue
+            ans = inst.plugin.lookup(mac)
+            if isinstance(ans, Destination):
+                self.dp.set_target(vni, mac, ans.ip, ans.port)
+            else:
+                self.dp.del_target(vni, mac)
+
+    def _expire_drops(self) -> None:
+        now = time.monotonic_ns()
+        if now < getattr(self, "_next_expiry", 0):
+            return
+        self._next_expiry = now + 1_000_000_000
+        for vni, mac, d in self.dp.targets():
+            if d.state == abi.TARGET_DROP and d.expiry_ns and d.expiry_ns <= now:
+                self.dp.del_target(vni, mac)
+
+    # -- views for the CLI and the metrics --------------------------------
+    def degraded_now(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.degraded)
+
+    def overlay_table(self) -> dict:
+        with self.lock:
+            ids = {vni: ov.id for vni, ov in self.dp.overlays().items()}
+            return {n: (i.spec, ids.get(i.spec.vnetid)) for n, i in self.by_name.items()}
+
+    def target_counts(self) -> dict[int, tuple[int, int]]:
+        out: dict[int, list] = {}
+        for vni, _, d in self.dp.targets():
+            c = out.setdefault(vni, [0, 0])
+            c[0 if d.state == abi.TARGET_VALID else 1] += 1
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def map_fill(self) -> list[tuple[str, int, int]]:
+        out = []
+        for name, (mtype, _k, _v, cap) in abi.MAPS.items():
+            if mtype in (abi.MAP_HASH, abi.MAP_LRU_HASH):
+                out.append((name, sum(1 for _ in getattr(self.dp.maps, name).keys()), cap))
+        return out
+
+    # -- control socket ------------------------------------------------------
+    def handle_request(self, req: dict) -> dict:
+        op = req.get("op")
+        with self.lock:
+            if op == "status":
+                lat = sorted(self.latencies)
+                pct = {p: lat[min(len(lat) - 1, int(len(lat) * p / 100))] / 1e3 if lat else None
+                       for p in (50, 99)}
+                return {"ok": True, "pid": os.getpid(), "instance": self.instance,
+                        "degraded": dict(self.degraded), "metrics": self.metrics_addr,
+                        "events": self.handled, "resolved": self.resolved,
+                        "latency_us": {"p50": pct[50], "p99": pct[99], "samples": len(lat)}}
+            if op == "modify":
+                entry = tuple(req["set"]) if req.get("set") else None
+                self.ctl.modify_overlay(req["name"], delete=req.get("delete"), flush=req.get("flush", False),
+                                        set_entry=entry, via_daemon=True)
+                return {"ok": True}
+            if op == "up":
+                done = self.ctl.up(load_file(req["file"]), req["file"])
+                self.sync_instances()
+                return {"ok": True, "done": done}
+            if op == "stop":
+                self.stop_event.set()
+                return {"ok": True}
+        return {"ok": False, "error": "unknown request %r" % op}
+
+    def _serve_socket(self) -> socketserver.UnixStreamServer:
+        daemon = self
+        path = socket_path(self.instance)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline()
+                try:
+                    reply = daemon.handle_request(json.loads(line))
+                except PyovlError as e:
+                    reply = {"ok": False, "error": str(e)}
+                except Exception as e:  # noqa: BLE001 - reported to the caller, daemon goes on
+                    log.exception("request failed")
+                    reply = {"ok": False, "error": "internal error: %s" % e}
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+        srv = socketserver.ThreadingUnixStreamServer(path, Handler)
+        srv.daemon_threads = True
+        os.chmod(path, 0o600)
+        threading.Thread(target=srv.serve_forever, name="control", daemon=True).start()
+        return srv
+
+    # -- life ----------------------------------------------------------------
+    def serve(self, ready=None) -> None:
+        """Run until SIGTERM/SIGINT (or a stop request). ready() is called
+        once the daemon answers requests and metrics."""
+        self.dp.load()
+        self.ring = RingBuffer.open_pinned(os.path.join(self.dp.pin_dir, "misses"))
+        self.ring.drain()  # events from before this daemon: their frames are stale
+        self.dp.maps.pending.clear()  # so misses are reported again, to us
+        self.sync_instances()
+        host, _, port = self.metrics_addr.rpartition(":")
+        try:
+            http = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        except OSError as e:
+            raise PyovlError("cannot serve metrics on %s: %s" % (self.metrics_addr, e.strerror)) from None
+        ctl_srv = self._serve_socket()
+        with open(pid_path(self.instance) + ".tmp", "w") as f:
+            f.write("%d\n" % os.getpid())
+        os.replace(pid_path(self.instance) + ".tmp", pid_path(self.instance))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        log.info("serving instance %s: metrics on http://%s/metrics", self.instance, self.metrics_addr)
+        if ready:
+            ready()
+        worker = threading.Thread(target=self.lookup_loop, name="lookup", daemon=True)
+        worker.start()
+        try:
+            while not self.stop_event.wait(0.5):
+                if not worker.is_alive():
+                    raise PyovlError("the lookup thread died")
+        finally:
+            self.stop_event.set()
+            worker.join(timeout=5)
+            ctl_srv.shutdown()
+            ctl_srv.server_close()
+            if isinstance(http, tuple):
+                http[0].shutdown()
+            for p in (socket_path(self.instance), pid_path(self.instance)):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+            with self.lock:
+                for inst in self.by_name.values():
+                    if inst.started:
+                        inst.plugin.stop()
+            self.ring.close()
+            self.dp.close()
+            log.info("stopped; the data path keeps forwarding")
