@@ -366,6 +366,22 @@ def up_overlay(ctx):
         click.echo("restored %s" % line)
 
 
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json):
+    """List the search plugins: name, mode, properties, where each comes from."""
+    from pyovl.lookup import registry  # noqa: PLC0415
+
+    rows = [{"name": c.NAME, "mode": c.MODE, "properties": [p.name for p in c.PROPS], "origin": c.ORIGIN}
+            for c in registry.plugins().values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo("%-10s %-8s %-40s %s" % ("NAME", "MODE", "PROPERTIES", "ORIGIN"))
+    for r in rows:
+        click.echo("%-10s %-8s %-40s %s" % (r["name"], r["mode"], ",".join(r["properties"]), r["origin"]))
+
+
 @cli.group(cls=_Group)
 def dp():
     """Data-path plumbing: programs, overlays, ports and targets in the maps.

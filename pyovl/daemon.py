@@ -153,6 +153,7 @@ class Daemon:
         self.ring: RingBuffer | None = None
         self.handled = 0
         self.resolved = 0
+        self.busy_s = 0.0  # time spent handling events
         # miss -> first delivery, ns, for `status` (bounded)
         self.latencies: collections.deque = collections.deque(maxlen=100_000)
 
@@ -190,11 +191,15 @@ class Daemon:
     def lookup_loop(self) -> None:
         next_hk = 0.0
         while not self.stop_event.is_set():
-            for rec in self.ring.poll(HOUSEKEEPING_S):
+            recs = self.ring.poll(HOUSEKEEPING_S)
+            t0 = time.perf_counter()
+            for rec in recs:
                 try:
                     self.on_event(rec)
                 except Exception:  # one bad frame must not stop the daemon
                     log.exception("event not handled")
+            if recs:
+                self.busy_s += time.perf_counter() - t0
             now = time.monotonic()
             if now >= next_hk:
                 next_hk = now + HOUSEKEEPING_S
@@ -375,7 +380,7 @@ class Daemon:
                        for p in (50, 99)}
                 return {"ok": True, "pid": os.getpid(), "instance": self.instance,
                         "degraded": dict(self.degraded), "metrics": self.metrics_addr,
-                        "events": self.handled, "resolved": self.resolved,
+                        "events": self.handled, "resolved": self.resolved, "busy_s": self.busy_s,
                         "latency_us": {"p50": pct[50], "p99": pct[99], "samples": len(lat)}}
             if op == "modify":
                 entry = tuple(req["set"]) if req.get("set") else None
