@@ -53,6 +53,9 @@ log = logging.getLogger("pyovl.daemon")
 DROP_TTL_S = 10.0
 HOUSEKEEPING_S = 0.2
 NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
+# ethertype -> (parse the question, plugin method, build the answer, metric name)
+PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
+           proxy.ETH_P_IPV6: (proxy.parse_ns, "ndp", proxy.build_na, "ndp")}
 
 
 def socket_path(instance: str) -> str:
@@ -245,18 +248,13 @@ class Daemon:
     def _broadcast(self, inst: Instance, h: abi.EventHdr, frame: bytes) -> None:
         name, plugin, search = inst.spec.name, inst.plugin, inst.spec.search
         et = proxy.ethertype(frame)
-        if et == proxy.ETH_P_ARP:
-            ip = proxy.parse_arp_request(frame)
-            mac = plugin.arp(ip) if ip else None
-            self.m.lookups.labels(name, search, "proxy_arp" if mac else "proxy_arp_drop").inc()
+        if et in PROXIES:
+            parse, ask, build, kind = PROXIES[et]
+            ip = parse(frame)
+            mac = getattr(plugin, ask)(ip) if ip else None
+            self.m.lookups.labels(name, search, "proxy_" + kind if mac else "proxy_%s_drop" % kind).inc()
             if mac:
-                self._inject_to(h.ifindex, proxy.build_arp_reply(frame, abi.mac_bytes(mac)), name, "arp_reply")
-        elif et == proxy.ETH_P_IPV6:
-            ip = proxy.parse_ns(frame)
-            mac = plugin.ndp(ip) if ip else None
-            self.m.lookups.labels(name, search, "proxy_ndp" if mac else "proxy_ndp_drop").inc()
-            if mac:
-                self._inject_to(h.ifindex, proxy.build_na(frame, abi.mac_bytes(mac)), name, "ndp_reply")
+                self._inject_to(h.ifindex, build(frame, abi.mac_bytes(mac)), name, kind + "_reply")
         elif proxy.is_dhcp_request(frame):
             to = plugin.dhcp(abi.mac_str(frame[6:12]))
             self.m.lookups.labels(name, search, "proxy_dhcp" if to else "proxy_dhcp_drop").inc()
