@@ -87,7 +87,7 @@ struct ovl_overlay {
 struct ovl_vnic {
 	__u32 vni;
 	__u8 mac[6];
-	__u16 vlan;  /* reserved: VLAN id of the VNIC (0 = none) */
+	__u16 vlan;  /* VLAN id of the VNIC (0 = none): tagged in the inner frame */
 	__u32 flags; /* OVL_VNIC_F_* */
 };
 
@@ -101,13 +101,15 @@ struct ovl_l2key {
 /* ports: (VNI, MAC) -> local delivery */
 struct ovl_port {
 	__u32 ifindex; /* host end of the VNIC */
-	__u32 flags;   /* OVL_VNIC_F_* */
+	__u16 flags;   /* OVL_VNIC_F_* */
+	__u16 vlan;    /* the VNIC's VLAN id, 0 = untagged */
 };
 
 /* flood: VNI -> the host ends of its local ports (broadcast delivery) */
 struct ovl_flood {
 	__u32 count;
 	__u32 ifindex[OVL_MAX_FLOOD];
+	__u16 vlan[OVL_MAX_FLOOD]; /* a copy goes only to ports of the frame's VLAN */
 };
 
 /* peers: (VNI, underlay ip) -> refcount; the strict-mode source check */

@@ -3,6 +3,7 @@
  * ovl_port.c - the port program: TC ingress on a VNIC's host end, i.e. every
  * frame a guest transmits. Like the illumos overlay device it is a switch:
  *   unicast to a local port of the same VNI  -> redirect to that port
+ *   and VLAN
  *   broadcast / multicast                    -> a copy to every other local
  *                                               port, then POINT: encap to the
  *                                               destination; DYNAMIC: drop
@@ -71,6 +72,7 @@ int ovl_port(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	__u32 ifindex = skb->ifindex, len = skb->len, vni, ov_id;
 	__u32 flooded = 0, out_ifindex = 0;
+	__u16 vlan;
 	struct ovl_overlay *ov;
 	struct ovl_vnic *vnic;
 	struct ovl_port *port;
@@ -82,6 +84,7 @@ int ovl_port(struct __sk_buff *skb)
 	if (!vnic)
 		return ovl_port_drop(0, 0, OVL_DROP_NOT_A_PORT, 0);
 	vni = vnic->vni;
+	vlan = vnic->vlan;
 	ov = overlays.lookup(&vni);
 	if (!ov)
 		return ovl_port_drop(0, vni, OVL_DROP_NO_OVERLAY, 0);
@@ -95,7 +98,7 @@ int ovl_port(struct __sk_buff *skb)
 	if (ovl_mac_is_group(eth->h_dest)) {
 		int for_daemon = ovl_bcast_for_daemon(eth); /* eth is gone after flooding */
 
-		flooded = ovl_flood(skb, vni, ifindex);
+		flooded = ovl_flood(skb, vni, ifindex, vlan);
 		ovl_count(ov_id, OVL_STAT_FLOOD_PACKETS, flooded);
 		if (ov->mode != OVL_MODE_POINT) {
 			if (for_daemon)
@@ -105,7 +108,7 @@ int ovl_port(struct __sk_buff *skb)
 		dst = ov->point;
 	} else {
 		port = ports.lookup(&key);
-		if (port)
+		if (port && port->vlan == vlan)
 			return ovl_switch_local(skb, port, ov_id, vni, len);
 		if (ov->mode == OVL_MODE_POINT) {
 			dst = ov->point;
@@ -121,7 +124,7 @@ int ovl_port(struct __sk_buff *skb)
 		}
 	}
 
-	ret = ovl_encap(skb, ov, &dst, vni, &out_ifindex);
+	ret = ovl_encap(skb, ov, &dst, vni, vlan, &out_ifindex);
 	if (ret < 0)
 		return ovl_port_drop(ov_id, vni, -ret, flooded);
 	ovl_count(ov_id, OVL_STAT_TX_PACKETS, 1);

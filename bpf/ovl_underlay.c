@@ -35,6 +35,7 @@ int ovl_underlay_xdp(struct xdp_md *ctx)
 	struct ovl_rx rx = {};
 	struct ovl_port *port;
 	__u32 ifindex, id;
+	__u8 macs[12];
 	int rc;
 
 	rc = ovl_rx_classify(data, data_end, &rx);
@@ -55,9 +56,22 @@ int ovl_underlay_xdp(struct xdp_md *ctx)
 		goto drop;
 	}
 	ifindex = port->ifindex;
+	if (rx.vlan) {
+		/* the MACs move over the tag; the ethertype after it stays */
+		__builtin_memcpy(macs, rx.inner, 12);
+	}
 	if (bpf_xdp_adjust_head(ctx, rx.strip)) {
 		rc = -OVL_DROP_DECAP_FAIL;
 		goto drop;
+	}
+	if (rx.vlan) {
+		void *d = (void *)(long)ctx->data;
+
+		if (d + 12 > (void *)(long)ctx->data_end) {
+			rc = -OVL_DROP_DECAP_FAIL;
+			goto drop;
+		}
+		__builtin_memcpy(d, macs, 12);
 	}
 	ovl_count(id, OVL_STAT_RX_PACKETS, 1);
 	ovl_count(id, OVL_STAT_RX_BYTES,
@@ -81,12 +95,13 @@ static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_
 	 * wants an outer-sized L3 header left after the shrink, and a 28-byte
 	 * ARP under an IPv6 outer is shorter than 40 (ENOTSUPP, seen on 6.18).
 	 * Their skb->protocol is re-derived when the veth delivers them. */
-	if (inner->h_proto == bpf_htons(ETH_P_IPV6))
+	if (rx->inner_proto == bpf_htons(ETH_P_IPV6))
 		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
 	else
 		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV4;
 	if (bpf_skb_adjust_room(skb, -(int)rx->strip, BPF_ADJ_ROOM_MAC, flags) < 0)
 		return -OVL_DROP_DECAP_FAIL;
+	inner->h_proto = rx->inner_proto; /* untagged, as the guest sent it */
 	if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
 		return -OVL_DROP_DECAP_FAIL;
 	return 0;
@@ -143,7 +158,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 		goto drop;
 
 	if (group) {
-		n = ovl_flood(skb, rx.vni, 0);
+		n = ovl_flood(skb, rx.vni, 0, rx.vlan);
 		ovl_count(id, OVL_STAT_RX_PACKETS, 1);
 		ovl_count(id, OVL_STAT_RX_BYTES, len);
 		ovl_count(id, OVL_STAT_FLOOD_PACKETS, n);
@@ -154,7 +169,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	ovl_count(id, OVL_STAT_RX_BYTES, len);
 	ovl_trace_set(TC_ACT_REDIRECT, port.ifindex, rx.vni, 0, 0);
 	if ((port.flags & OVL_VNIC_F_PEER) &&
-	    (inner.h_proto == bpf_htons(ETH_P_IP) || inner.h_proto == bpf_htons(ETH_P_IPV6)))
+	    (rx.inner_proto == bpf_htons(ETH_P_IP) || rx.inner_proto == bpf_htons(ETH_P_IPV6)))
 		return bpf_redirect_peer(port.ifindex, 0);
 	/* Egress through the veth: the guest side re-parses the frame, which
 	 * non-IP frames need (skb->protocol still names the outer IP). */

@@ -188,8 +188,6 @@ def build_vnic(name: str, over: str, mac: object = None, vlan: object = 0, mtu: 
         mac = ":".join("%02x" % b for b in raw)
     if isinstance(vlan, bool) or not isinstance(vlan, int) or not 0 <= vlan <= 4094:
         raise UsageError("invalid VLAN id %r: must be 0-4094" % (vlan,))
-    if vlan:
-        raise UsageError("VLAN id %d: VLAN-tagged VNICs are not supported by the data path yet (use 0)" % vlan)
     if mtu is not None:
         mtu = P.MTU.parse(mtu)
     if netns is not None and (not isinstance(netns, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", netns)):

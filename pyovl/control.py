@@ -224,7 +224,7 @@ class Controller:
                                  % (v.name, " in namespace %s" % v.netns if v.netns else ""))
             netlink.create_vnic(host, v.name, mac, v.mtu or ov.mtu, v.netns, v.addresses)
             try:
-                self.dp.add_port(host, ov.vnetid, mac)
+                self.dp.add_port(host, ov.vnetid, mac, v.vlan)
             except BaseException:
                 netlink.delete_link(host)
                 raise
@@ -306,7 +306,7 @@ class Controller:
 
         def vnic_changed(rec: dict, v: VnicSpec) -> bool:
             old = VnicSpec.from_json(rec["spec"])
-            return (old.over != v.over or old.netns != v.netns or old.over in recreate
+            return (old.over != v.over or old.netns != v.netns or old.over in recreate or old.vlan != v.vlan
                     or (v.mac is not None and v.mac != rec["mac"]))
 
         for n, rec in list(rt["vnics"].items()):

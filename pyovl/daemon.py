@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import socketserver
+import struct
 import threading
 import time
 
@@ -238,7 +239,7 @@ class Daemon:
             self.dp.maps.pending.delete(abi.L2Key.of(vni, frame[:6]))
             self.m.lookups.labels(name, inst.spec.search, "ok" if isinstance(ans, Destination) else "drop").inc()
         if isinstance(ans, Destination):
-            self._send(inst, ans, frame, "held")
+            self._send(inst, ans, self._tagged(h.ifindex, frame), "held")
         if h.type & abi.EV_F_FIRST:
             lat = max(0, time.monotonic_ns() - h.ts_ns)
             self.m.latency.labels(name).observe(lat / 1e9)
@@ -259,20 +260,30 @@ class Daemon:
             to = plugin.dhcp(abi.mac_str(frame[6:12]))
             self.m.lookups.labels(name, search, "proxy_dhcp" if to else "proxy_dhcp_drop").inc()
             if to:
-                self._resend(inst, proxy.with_destination(frame, abi.mac_bytes(to)))
+                self._resend(inst, proxy.with_destination(frame, abi.mac_bytes(to)), h.ifindex)
         else:
             self.m.lookups.labels(name, search, "broadcast_drop").inc()
 
-    def _resend(self, inst: Instance, frame: bytes) -> None:
-        """illumos RESEND: through the overlay again, to a local port or a target."""
+    def _resend(self, inst: Instance, frame: bytes, src_ifindex: int) -> None:
+        """illumos RESEND: through the overlay again, to a local port of the
+        sender's VLAN or a target."""
         vni = inst.spec.vnetid
         port = self.dp.maps.ports.get(abi.L2Key.of(vni, frame[:6]))
-        if port is not None:
+        vnic = self.dp.maps.vnics.get(abi.U32(src_ifindex))
+        if port is not None and vnic is not None and port.vlan == vnic.vlan:
             self._inject_to(port.ifindex, frame, inst.spec.name, "resend_local")
             return
         ans = inst.plugin.lookup(abi.mac_str(frame[:6]))
         if isinstance(ans, Destination):
-            self._send(inst, ans, frame, "resend")
+            self._send(inst, ans, self._tagged(src_ifindex, frame), "resend")
+
+    def _tagged(self, src_ifindex: int, frame: bytes) -> bytes:
+        """The frame as the overlay carries it: with the 802.1Q tag of its
+        VNIC's VLAN (the data path inserts it on encap; so must we)."""
+        vnic = self.dp.maps.vnics.get(abi.U32(src_ifindex))
+        if vnic is None or not vnic.vlan:
+            return frame
+        return frame[:12] + struct.pack("!HH", proxy.ETH_P_8021Q, vnic.vlan) + frame[12:]
 
     def _send(self, inst: Instance, dest: Destination, frame: bytes, kind: str) -> None:
         fam = socket.AF_INET6 if ":" in dest.ip else socket.AF_INET

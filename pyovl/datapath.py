@@ -245,10 +245,12 @@ class Datapath:
         return {k.value: v for k, v in self.maps.overlays.items()}
 
     # -- ports ----------------------------------------------------------
-    def add_port(self, ifname: str, vni: int, mac: str | None = None) -> None:
+    def add_port(self, ifname: str, vni: int, mac: str | None = None, vlan: int = 0) -> None:
         """Make ifname (a VNIC's host end) a port of overlay vni. mac is the
-        guest's MAC; for a veth it defaults to the peer's."""
+        guest's MAC; vlan its VLAN id (the data path tags and untags)."""
         check_vni(vni)
+        if not isinstance(vlan, int) or not 0 <= vlan <= 4094:
+            raise UsageError("invalid VLAN id %r: must be 0-4094" % (vlan,))
         info = netlink.link_info(ifname)
         if self.maps.overlays.get(abi.U32(vni)) is None:
             raise UsageError("no overlay with vnetid %d" % vni)
@@ -258,18 +260,18 @@ class Datapath:
         idx = info["ifindex"]
         flags = abi.VNIC_F_PEER if info["kind"] == "veth" else 0
         old = self.maps.vnics.get(abi.U32(idx))
-        if old is not None and (old.vni != vni or bytes(old.mac) != raw):
+        if old is not None and (old.vni != vni or bytes(old.mac) != raw or old.vlan != vlan):
             self._unlink_port(idx, old)
         key = abi.L2Key.of(vni, raw)
         other = self.maps.ports.get(key)
         if other is not None and other.ifindex != idx:
             raise UsageError("MAC %s is already a port of overlay %d" % (mac, vni))
-        vnic = abi.Vnic(vni=vni, flags=flags)
+        vnic = abi.Vnic(vni=vni, flags=flags, vlan=vlan)
         C.memmove(vnic.mac, raw, 6)
         netlink.enable_forwarding(ifname)
         self.maps.vnics.put(abi.U32(idx), vnic)
-        self.maps.ports.put(key, abi.Port(ifindex=idx, flags=flags))
-        self._flood_set(vni, add=idx)
+        self.maps.ports.put(key, abi.Port(ifindex=idx, flags=flags, vlan=vlan))
+        self._flood_set(vni, add=(idx, vlan))
         fd = loader.open_prog(self.pin_dir, "port")
         try:
             created = netlink.tc_attach(ifname, fd, "ovl_port")
@@ -280,13 +282,13 @@ class Datapath:
                                      "ifindex": idx, "vni": vni}
         self._save_state(state)
 
-    def _flood_set(self, vni: int, add: int | None = None, remove: int | None = None) -> None:
+    def _flood_set(self, vni: int, add: tuple[int, int] | None = None, remove: int | None = None) -> None:
+        """Add (ifindex, vlan) to, or remove ifindex from, the VNI's flood list."""
         key = abi.U32(vni)
         cur = self.maps.flood.get(key)
-        members = list(cur.ifindex[: cur.count]) if cur is not None else []
-        if remove in members:
-            members.remove(remove)
-        if add is not None and add not in members:
+        members = [(cur.ifindex[i], cur.vlan[i]) for i in range(cur.count)] if cur is not None else []
+        members = [m for m in members if m[0] not in (remove, add[0] if add else None)]
+        if add is not None:
             if len(members) >= abi.MAX_FLOOD:
                 raise UsageError("overlay %d has %d local ports, the most broadcast reaches"
                                  % (vni, abi.MAX_FLOOD))
@@ -295,8 +297,8 @@ class Datapath:
             self.maps.flood.delete(key)
             return
         fl = abi.Flood(count=len(members))
-        for i, m in enumerate(members):
-            fl.ifindex[i] = m
+        for i, (ifindex, vlan) in enumerate(members):
+            fl.ifindex[i], fl.vlan[i] = ifindex, vlan
         self.maps.flood.put(key, fl)
 
     def _unlink_port(self, idx: int, vnic: abi.Vnic) -> None:

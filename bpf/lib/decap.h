@@ -4,7 +4,8 @@
  *
  * ovl_rx_classify() looks at Ethernet / IPv4 or IPv6 / UDP / VXLAN and decides:
  *   1                 the frame is VXLAN for one of our overlays: rx is filled
- *                     (VNI, overlay, bytes to strip, inner Ethernet header);
+ *                     (VNI, overlay, bytes to strip, inner Ethernet header,
+ *                     inner VLAN id and the ethertype after the tag);
  *   0                 not ours: the caller passes it up untouched (host
  *                     traffic, other UDP, unknown VNIs, other listen ips);
  *   -OVL_DROP_*       ours but unacceptable (truncated inner frame, strict
@@ -19,7 +20,8 @@ struct ovl_rx {
 	__u32 strip;               /* OVL_ENCAP4_LEN or OVL_ENCAP6_LEN */
 	struct ovl_overlay *ov;
 	struct ethhdr *inner;
-	__be16 inner_proto;        /* inner ethertype */
+	__be16 inner_proto;        /* inner ethertype (after an 802.1Q tag) */
+	__u16 vlan;                /* inner VLAN id, 0 = untagged */
 };
 
 static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
@@ -55,6 +57,16 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 		return -OVL_DROP_MALFORMED;
 	rx->inner = inner;
 	rx->inner_proto = inner->h_proto;
+	rx->vlan = 0;
+	if (inner->h_proto == bpf_htons(OVL_ETH_P_8021Q)) {
+		struct ovl_vlan_tag *tag = (void *)(inner + 1);
+
+		if ((void *)(tag + 1) > data_end)
+			return -OVL_DROP_MALFORMED;
+		rx->vlan = bpf_ntohs(tag->tci) & 0xfff;
+		rx->inner_proto = tag->proto;
+		rx->strip += 4; /* the tag goes too: the guest gets its frame untagged */
+	}
 
 	if (ov->flags & OVL_F_STRICT) {
 		if (ov->mode == OVL_MODE_POINT) {
@@ -110,13 +122,15 @@ static __always_inline int ovl_rx_classify(void *data, void *data_end, struct ov
 	return 0;
 }
 
-/* Local port for a decapsulated unicast frame, or NULL. */
+/* Local port for a decapsulated unicast frame (same VNI and VLAN), or NULL. */
 static __always_inline struct ovl_port *ovl_rx_port(const struct ovl_rx *rx)
 {
 	struct ovl_l2key key;
+	struct ovl_port *port;
 
 	ovl_l2key_set(&key, rx->vni, rx->inner->h_dest);
-	return ports.lookup(&key);
+	port = ports.lookup(&key);
+	return port && port->vlan == rx->vlan ? port : 0;
 }
 
 #endif /* OVL_DECAP_H */

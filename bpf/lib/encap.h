@@ -5,7 +5,9 @@
  * ovl_encap() turns the inner Ethernet frame in skb into
  *   outer Ethernet / IPv4 (DF, TTL 64) or IPv6 / UDP / VXLAN (I flag, VNI<<8) / inner
  * toward dst, and returns the redirect verdict, or -OVL_DROP_* having left the
- * packet in any state (the caller drops it).
+ * packet in any state (the caller drops it). A VNIC with a VLAN id gets its
+ * 802.1Q tag inserted in the inner frame (the guest sends untagged, as with an
+ * illumos VNIC created with -v).
  *
  * Offloads (see design.md): IP frames grow with bpf_skb_adjust_room and the
  * ENCAP flags so GSO super-packets stay GSO (segmented as UDP tunnels at the
@@ -115,25 +117,32 @@ static __always_inline void ovl_fill_udp_vxlan(struct udphdr *udp, struct ovl_vx
 }
 
 /* Grow the skb by hlen in front of the inner frame (see header comment). */
-static __always_inline int ovl_grow(struct __sk_buff *skb, __u32 hlen, int v4, int ip_inner)
+static __always_inline int ovl_grow(struct __sk_buff *skb, __u32 hlen, int v4, int ip_inner, int tagged)
 {
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |
+		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 		      (v4 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
 
+	/* ENCAP_L2(len) wants a constant: one call per inner L2 size */
+	if (ip_inner && tagged)
+		return bpf_skb_adjust_room(skb, hlen + 4, BPF_ADJ_ROOM_MAC,
+					   flags | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN + 4));
 	if (ip_inner)
-		return bpf_skb_adjust_room(skb, hlen, BPF_ADJ_ROOM_MAC, flags);
+		return bpf_skb_adjust_room(skb, hlen, BPF_ADJ_ROOM_MAC,
+					   flags | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN));
 	if (skb->gso_size)
 		return -1;
-	return bpf_skb_change_head(skb, hlen, 0);
+	return bpf_skb_change_head(skb, tagged ? hlen + 4 : hlen, 0);
 }
 
 static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_overlay *ov,
-				     const struct ovl_dest *dst, __u32 vni, __u32 *out_ifindex)
+				     const struct ovl_dest *dst, __u32 vni, __u16 vlan,
+				     __u32 *out_ifindex)
 {
 	int v4 = ovl_addr_is_v4(&dst->ip);
 	__u32 hlen = v4 ? OVL_ENCAP4_LEN : OVL_ENCAP6_LEN;
-	__u32 l3_len = skb->len + hlen - ETH_HLEN;
+	__u32 l3_len = skb->len + hlen - ETH_HLEN + (vlan ? 4 : 0);
+	struct ovl_vlan_tag tag;
 	__be16 proto = skb->protocol;
 	int ip_inner = proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6);
 	struct bpf_fib_lookup fib = {};
@@ -149,8 +158,15 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 	nh = ovl_nexthop(skb, &fib, ov, dst, v4, sport, l3_len, ip_inner);
 	if (nh < 0)
 		return nh;
-	if (ovl_grow(skb, hlen, v4, ip_inner) < 0)
+	if (ovl_grow(skb, hlen, v4, ip_inner, vlan != 0) < 0)
 		return -OVL_DROP_ENCAP_FAIL;
+	if (vlan) {
+		tag.tci = bpf_htons(vlan);
+		tag.proto = inner.h_proto;
+		inner.h_proto = bpf_htons(OVL_ETH_P_8021Q);
+		if (bpf_skb_store_bytes(skb, hlen + ETH_HLEN, &tag, sizeof(tag), 0) < 0)
+			return -OVL_DROP_ENCAP_FAIL;
+	}
 
 	if (v4) {
 		struct ovl_hdr4 h = {};

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * flood.h - broadcast/multicast delivery to the local ports of one VNI.
+ * flood.h - broadcast/multicast delivery to the local ports of one VNI and
+ * VLAN.
  * Each copy is a bpf_clone_redirect() to the port's host end (egress), so the
  * guest side runs eth_type_trans() and sees the right pkt_type. The original
  * skb is left to the caller. Returns the number of copies sent.
@@ -8,7 +9,7 @@
 #ifndef OVL_FLOOD_H
 #define OVL_FLOOD_H
 
-static __always_inline __u32 ovl_flood(struct __sk_buff *skb, __u32 vni, __u32 exclude)
+static __always_inline __u32 ovl_flood(struct __sk_buff *skb, __u32 vni, __u32 exclude, __u16 vlan)
 {
 	struct ovl_flood *fl = flood.lookup(&vni);
 	__u32 i, n = 0, count;
@@ -24,7 +25,7 @@ static __always_inline __u32 ovl_flood(struct __sk_buff *skb, __u32 vni, __u32 e
 		if (i >= count)
 			break;
 		ifindex = fl->ifindex[i];
-		if (ifindex == exclude || ifindex == 0)
+		if (ifindex == exclude || ifindex == 0 || fl->vlan[i] != vlan)
 			continue;
 		if (bpf_clone_redirect(skb, ifindex, 0) == 0)
 			n++;

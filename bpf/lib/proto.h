@@ -46,6 +46,12 @@ struct ovl_hdr6 {
 	struct ethhdr inner;
 };
 
+/* The 802.1Q tag of a VNIC with a VLAN id, after the inner MACs. */
+struct ovl_vlan_tag {
+	__be16 tci;
+	__be16 proto; /* the frame's own ethertype */
+};
+
 #define OVL_HDR_STORE_LEN(h) (offsetof(typeof(h), inner) + ETH_HLEN - offsetof(typeof(h), eth))
 
 #endif /* OVL_PROTO_H */

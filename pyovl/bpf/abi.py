@@ -148,11 +148,11 @@ class L2Key(C.Structure):
 
 
 class Port(C.Structure):
-    _fields_ = [("ifindex", C.c_uint32), ("flags", C.c_uint32)]
+    _fields_ = [("ifindex", C.c_uint32), ("flags", C.c_uint16), ("vlan", C.c_uint16)]
 
 
 class Flood(C.Structure):
-    _fields_ = [("count", C.c_uint32), ("ifindex", C.c_uint32 * MAX_FLOOD)]
+    _fields_ = [("count", C.c_uint32), ("ifindex", C.c_uint32 * MAX_FLOOD), ("vlan", C.c_uint16 * MAX_FLOOD)]
 
 
 class PeerKey(C.Structure):

@@ -48,6 +48,8 @@ def bpfenv(prefix):
         dp.add_overlay(102, "198.18.0.1", strict=True)
         for name, vni in (("vp1", 100), ("vp2", 100), ("vq1", 200), ("vr1", 300), ("vs1", 101), ("vt1", 102)):
             dp.add_port(name, vni, MAC[name])
+        dp.add_port("vv1", 100, MAC["vv1"], vlan=10)
+        dp.add_port("vv2", 100, MAC["vv2"], vlan=20)
         dp.set_target(100, REMOTE, "198.18.0.2", 4789)
         dp.set_target(100, REMOTE_DROP, None, drop=True)
         dp.set_target(100, REMOTE_UNRES, "198.18.0.3", 4789)

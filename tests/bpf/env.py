@@ -12,6 +12,7 @@ VNICs, the programs compiled with -DOVL_TRACE, and table-driven helpers.
           vs1       overlay 101 (dynamic, IPv6 underlay)
           vt1       overlay 102 (dynamic, strict)
           vz1       a vnic entry whose overlay (999) does not exist
+          vv1, vv2  overlay 100 with VLAN ids 10 and 20
 
 Fixture bpfenv / package / prefix: builds the above, enters the namespace for
 the tier (BPF_PROG_RUN resolves ifindexes and routes in the caller's netns),
@@ -35,7 +36,7 @@ UL_MAC_PEER = "02:aa:00:00:00:02"
 MAC = {
     "vp1": "02:00:00:00:01:01", "vp2": "02:00:00:00:01:02", "vq1": "02:00:00:00:02:01",
     "vr1": "02:00:00:00:03:01", "vs1": "02:00:00:00:01:11", "vt1": "02:00:00:00:01:21",
-    "vz1": "02:00:00:00:09:01",
+    "vz1": "02:00:00:00:09:01", "vv1": "02:00:00:00:01:0a", "vv2": "02:00:00:00:01:14",
 }
 REMOTE = "02:00:00:00:0b:01"      # (100, REMOTE) -> 198.18.0.2:4789
 REMOTE_DROP = "02:00:00:00:0d:01"  # (100, ...) -> DROP
