@@ -383,6 +383,60 @@ def plugins_cmd(as_json):
 
 
 @cli.group(cls=_Group)
+def lab():
+    """The namespace lab: three pyovl hosts, a point-to-point overlay and a
+    files overlay with two VLANs (see pyovl/lab.py for the drawing).
+
+    \b
+    Examples:
+      pyovl lab up && pyovl lab check && pyovl lab status
+      ip netns exec lab-g1a ping 10.200.10.3
+      pyovl lab down
+    """
+
+
+@lab.command("up")
+@click.option("--prefix", default="lab", show_default=True, help="Namespace name prefix.")
+def lab_up(prefix):
+    """Build the lab (removing an old one first) and start its three daemons."""
+    from pyovl.lab import Lab  # noqa: PLC0415
+
+    for line in Lab(prefix).up():
+        click.echo(line)
+
+
+@lab.command("check")
+@click.option("--prefix", default="lab", show_default=True)
+def lab_check(prefix):
+    """Ping every path the lab promises and check VLAN isolation."""
+    from pyovl.lab import Lab  # noqa: PLC0415
+
+    results = Lab(prefix).checks()
+    for name, ok in results:
+        click.echo("%-40s %s" % (name, "ok" if ok else "FAILED"))
+    if not all(ok for _, ok in results):
+        raise PyovlError("lab check failed")
+
+
+@lab.command("status")
+@click.option("--prefix", default="lab", show_default=True)
+def lab_status(prefix):
+    """show-overlay -f, -t and show-vnic on every lab host."""
+    from pyovl.lab import Lab  # noqa: PLC0415
+
+    click.echo(Lab(prefix).status())
+
+
+@lab.command("down")
+@click.option("--prefix", default="lab", show_default=True)
+def lab_down(prefix):
+    """Remove the lab completely: daemons, VNICs, namespaces, pins, files."""
+    from pyovl.lab import Lab  # noqa: PLC0415
+
+    Lab(prefix).down()
+
+
+@cli.group(cls=_Group)
 def dp():
     """Data-path plumbing: programs, overlays, ports and targets in the maps.
 

@@ -43,15 +43,19 @@ def read_json(path: str, default: dict) -> dict:
 
 
 def remove(path: str) -> None:
-    """Remove a state file and its directory once empty."""
+    """Remove a state file, then its directory and the root above it once
+    they are empty (nothing of pyovl's is left after `down`)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    try:
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
+    d = os.path.dirname(path)
+    for _ in range(2):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+        d = os.path.dirname(d)
 
 
 class Store:
