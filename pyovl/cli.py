@@ -427,6 +427,28 @@ def lab_status(prefix):
     click.echo(Lab(prefix).status())
 
 
+@lab.command("config")
+@click.option("--host", "n", type=click.IntRange(1, 3), required=True, help="Which lab host (1-3).")
+@click.option("--underlay", metavar="IP_PATTERN", default="198.18.0.{n}", show_default=True,
+              help="Underlay address of host n, e.g. 198.18.0.1{n} for the Vagrant VMs.")
+@click.option("--prefix", default="lab", show_default=True)
+@click.option("--files", "files_path", default="/etc/pyovl/files0.json", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write overlay.json.")
+def lab_config(n, underlay, prefix, files_path, out):
+    """Write a lab host's overlay.json and the shared files table (Vagrant lab)."""
+    from pyovl import lab as L  # noqa: PLC0415
+
+    ul = lambda k: underlay.format(n=k)  # noqa: E731
+    table = {mac: dict(e, ip=ul(int(e["ip"].rsplit(".", 1)[1]))) for mac, e in L.files_table().items()}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(files_path)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(L.host_config(n, prefix, files_path, underlay_ip=ul), f, indent=1)
+    with open(files_path, "w") as f:
+        json.dump(table, f, indent=1)
+    click.echo("wrote %s and %s" % (out, files_path))
+
+
 @lab.command("down")
 @click.option("--prefix", default="lab", show_default=True)
 def lab_down(prefix):
