@@ -39,6 +39,12 @@ def main() -> int:
     ap.add_argument("--latency-misses", type=int, default=1000)
     ap.add_argument("--bursts", type=int, default=20)
     args = ap.parse_args()
+    print(json.dumps(measure(args.latency_misses, args.bursts), indent=1))
+    return 0
+
+
+def measure(latency_misses: int = 1000, bursts: int = 20) -> dict:
+    args = argparse.Namespace(latency_misses=latency_misses, bursts=bursts)
     tmp = tempfile.mkdtemp(prefix="pyovl-bm-")
     env = dict(os.environ, PYOVL_RUN_ROOT=tmp + "/run", PYOVL_STATE_ROOT=tmp + "/lib")
     pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
@@ -98,8 +104,7 @@ def main() -> int:
                "resolves_per_wall_second": round(resolved / busy), "resolved": resolved, "sent": total,
                "note": "resolves_per_second: per second the daemon spends handling events (its capacity); "
                        "per wall second includes starting a sender process per burst"}
-        print(json.dumps(out, indent=1))
-        return 0
+        return out
     finally:
         subprocess.run([pyovl, "--netns", "pyovl-bm-ha", "down"], env=env, capture_output=True)
         t.destroy()

@@ -46,6 +46,8 @@ class Controller:
         self.instance = instance or netns.current_name()
         self.dp = Datapath(instance=self.instance)
         self.store = Store(self.instance)
+        self._loaded = False
+        self._device_cache: dict[str, str | None] = {}
 
     # -- lookups --------------------------------------------------------
     def runtime(self) -> dict:
@@ -77,13 +79,17 @@ class Controller:
                 raise UsageError("%s: vxlan/listen_ip %s listens on all addresses, but no interface has one"
                                  % (spec.name, lip))
             return devs
-        dev = netlink.device_of_address(str(lip))
+        if str(lip) not in self._device_cache:
+            self._device_cache[str(lip)] = netlink.device_of_address(str(lip))
+        dev = self._device_cache[str(lip)]
         if dev is None:
             raise UsageError("%s: vxlan/listen_ip %s is not an address of this host" % (spec.name, lip))
         return [dev]
 
     def _ensure_datapath(self, devices: list[str], hook: str) -> None:
-        self.dp.load()
+        if not self._loaded:  # once per Controller: it checks every pin
+            self.dp.load()
+            self._loaded = True
         have = self.dp.underlays()
         for dev in devices:
             want = hook if hook != "auto" else (
@@ -316,15 +322,17 @@ class Controller:
         for n in sorted(recreate):
             self._remove_overlay(rt, n)
             done.append("removed overlay %s" % n)
-        for n, spec in cfg.overlays.items():
-            rec = rt["overlays"].get(n)
-            if rec is not None and rec["spec"] == spec.to_json() and rec.get("devices") == devices[n]:
-                continue
-            self._apply_overlay(spec, devices[n], cfg.hook)
-            rt["overlays"][n] = {"spec": spec.to_json(), "source": "file", "persistent": False,
-                                 "devices": devices[n]}
+        try:  # overlays are map entries: applied in a batch, recorded once
+            for n, spec in cfg.overlays.items():
+                rec = rt["overlays"].get(n)
+                if rec is not None and rec["spec"] == spec.to_json() and rec.get("devices") == devices[n]:
+                    continue
+                self._apply_overlay(spec, devices[n], cfg.hook)
+                rt["overlays"][n] = {"spec": spec.to_json(), "source": "file", "persistent": False,
+                                     "devices": devices[n]}
+                done.append("%s overlay %s" % ("changed" if rec else "created", n))
+        finally:
             self.store.save_runtime(rt)
-            done.append("%s overlay %s" % ("changed" if rec else "created", n))
         for n, v in cfg.vnics.items():
             ov = cfg.overlays[v.over]
             rec = rt["vnics"].get(n)
@@ -386,8 +394,8 @@ class Controller:
         rt = self.runtime()
         for n in list(rt["vnics"]):
             self._remove_vnic(rt, n)
-        for n in list(rt["overlays"]):
-            self._remove_overlay(rt, n)
+        # Overlays are map entries: removing the pins removes them all at
+        # once (one by one, 10k overlays took minutes).
         self.dp.teardown()
         self.store.clear()
         remove(daemon.log_path(self.instance))  # and the instance's run directory

@@ -74,6 +74,8 @@ class Datapath:
         self.trace = trace
         self._maps: PinnedMaps | None = None
         self._neighbours: set[str] = set()
+        self._used_ids: set[int] | None = None
+        self._next_id = 1
 
     # -- state ----------------------------------------------------------
     @property
@@ -157,9 +159,16 @@ class Datapath:
 
     # -- overlays -------------------------------------------------------
     def _free_id(self) -> int:
-        used = {v.id for _, v in self.maps.overlays.items()}
+        """Lowest unused overlay id. The used set is read from the map once
+        per Datapath, then kept (this process is the one writer)."""
+        if self._used_ids is None:
+            self._used_ids = {v.id for _, v in self.maps.overlays.items()}
+        for i in range(self._next_id, abi.MAX_OVERLAYS):
+            if i not in self._used_ids:
+                self._next_id = i + 1
+                return i
         for i in range(1, abi.MAX_OVERLAYS):
-            if i not in used:
+            if i not in self._used_ids:
                 return i
         raise PyovlError("no free overlay id: %d overlays exist" % (abi.MAX_OVERLAYS - 1))
 
@@ -184,7 +193,8 @@ class Datapath:
 
         key = abi.U32(vni)
         old = self.maps.overlays.get(key)
-        ov = abi.Overlay(id=old.id if old else self._free_id(),
+        ov_id = old.id if old else self._free_id()
+        ov = abi.Overlay(id=ov_id,
                          mode=abi.MODE_POINT if point else abi.MODE_DYNAMIC,
                          flags=abi.F_STRICT if strict else 0,
                          listen_port=socket.htons(listen_port), listen_ip=abi.Addr.of(lip),
@@ -198,6 +208,8 @@ class Datapath:
             self._listen_ref(listen_port, +1)
             self._listen_ref(socket.ntohs(old.listen_port), -1)
         self.maps.overlays.put(key, ov)
+        if self._used_ids is not None:
+            self._used_ids.add(ov_id)
 
     def _pick_src(self, lip, point_ip: str | None) -> str:
         if not lip.is_unspecified:
@@ -239,6 +251,9 @@ class Datapath:
         self.maps.overlays.delete(abi.U32(vni))
         self.maps.flood.delete(abi.U32(vni))
         self.maps.zero_stats(ov.id)
+        if self._used_ids is not None:
+            self._used_ids.discard(ov.id)
+            self._next_id = min(self._next_id, ov.id)
         self._listen_ref(socket.ntohs(ov.listen_port), -1)
 
     def overlays(self) -> dict[int, abi.Overlay]:

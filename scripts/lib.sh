@@ -20,5 +20,5 @@ pyovl_elevate() {
 pyovl_ready() {
 	[ -x "$PYOVL_VENV/bin/pyovl" ] &&
 		[ -e "/lib/modules/$(uname -r)/build" ] &&
-		"$PYOVL_VENV/bin/python" -c 'import bcc, pyroute2, click, prometheus_client, pytest, scapy' 2>/dev/null
+		"$PYOVL_VENV/bin/python" -c 'import bcc, pyroute2, click, prometheus_client, pytest, scapy, matplotlib' 2>/dev/null
 }

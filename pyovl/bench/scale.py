@@ -1,0 +1,101 @@
+"""Control-plane scale: time and memory to bring up N overlays with pyovl
+(`pyovl up --no-daemon` of a file of N direct overlays) against N kernel vxlan
+devices (`ip -batch`), each in a fresh namespace. Memory is the drop in the
+host's MemAvailable (noisy; both measured the same way)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from pyovl.topo import sh, sweep_ns
+
+
+def _mem_available_kb() -> int:
+    """MemAvailable after dropping clean caches, so the page cache's comings
+    and goings do not drown the measurement."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+    time.sleep(0.2)
+    with open("/proc/meminfo") as f:
+        return int([line.split()[1] for line in f if line.startswith("MemAvailable")][0])
+
+
+def _host(ns: str) -> None:
+    sweep_ns(ns)
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1", ns=ns)
+    sh("ip", "addr", "add", "198.18.0.1/24", "dev", "ul0", ns=ns)
+    sh("ip", "link", "set", "ul0", "up", ns=ns)
+    sh("ip", "link", "set", "ul1", "up", ns=ns)
+
+
+def _map_memory(instance: str) -> int:
+    """The kernel's account (fdinfo memlock) of the maps an overlay uses."""
+    from pyovl.bpf import syscall  # noqa: PLC0415
+    from pyovl.netns import pin_dir  # noqa: PLC0415
+
+    total = 0
+    for name in ("overlays", "flood", "listen_ports"):
+        fd = syscall.obj_get(os.path.join(pin_dir(instance), name))
+        try:
+            with open("/proc/self/fdinfo/%d" % fd) as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith("memlock:"))
+        finally:
+            os.close(fd)
+    return total
+
+
+def pyovl_overlays(prefix: str, n: int) -> dict:
+    ns = "%s-scale-p" % prefix
+    _host(ns)
+    tmp = tempfile.mkdtemp(prefix="pyovl-scale-")
+    env = dict(os.environ, PYOVL_RUN_ROOT=tmp + "/run", PYOVL_STATE_ROOT=tmp + "/lib")
+    pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
+    doc = {"overlays": {"ov%d" % i: {"encap": "vxlan", "search": "direct", "vnetid": i,
+                                     "props": {"vxlan/listen_ip": "198.18.0.1", "direct/dest_ip": "198.18.0.2",
+                                               "direct/dest_port": 4789}} for i in range(1, n + 1)}}
+    path = os.path.join(tmp, "o.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    try:
+        # programs compiled first: the measurement is the overlays, not bcc
+        subprocess.run([pyovl, "--netns", ns, "dp", "init", "ul0"], check=True, capture_output=True, env=env)
+        mem0 = _mem_available_kb()
+        t0 = time.monotonic()
+        p = subprocess.run([pyovl, "--netns", ns, "up", "--no-daemon", path], capture_output=True, text=True, env=env)
+        secs = time.monotonic() - t0
+        mem = (mem0 - _mem_available_kb()) * 1024
+        ok = p.returncode == 0
+        return {"seconds": round(secs, 3), "memory_bytes": mem, "map_memory_bytes": _map_memory(ns), "ok": ok,
+                "error": p.stderr.strip()[:200]}
+    finally:
+        subprocess.run([pyovl, "--netns", ns, "down"], capture_output=True, env=env)
+        sweep_ns(ns)
+        subprocess.run(["rm", "-rf", tmp])
+
+
+def kernel_vxlans(prefix: str, n: int) -> dict:
+    ns = "%s-scale-k" % prefix
+    _host(ns)
+    lines = ["link add vx%d type vxlan id %d local 198.18.0.1 remote 198.18.0.2 dstport 4789 nolearning"
+             % (i, i) for i in range(1, n + 1)]
+    lines += ["link set vx%d up" % i for i in range(1, n + 1)]
+    with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        mem0 = _mem_available_kb()
+        t0 = time.monotonic()
+        p = subprocess.run(["ip", "-n", ns, "-batch", f.name], capture_output=True, text=True)
+        secs = time.monotonic() - t0
+        mem = (mem0 - _mem_available_kb()) * 1024
+        return {"seconds": round(secs, 3), "memory_bytes": mem, "ok": p.returncode == 0,
+                "error": p.stderr.strip()[:200]}
+    finally:
+        os.unlink(f.name)
+        sweep_ns(ns)
