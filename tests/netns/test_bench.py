@@ -1,0 +1,31 @@
+"""scripts/bench --quick runs in CI time and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
+
+
+def test_bench_quick(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "pyovl.bench.run", "--quick", "--reps", "2", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "bench.json").read_text())
+    for key in ("tcp_throughput", "udp64_pps", "rr_p50_latency"):
+        assert res["ratios"][key] and res["ratios"][key] > 0, res["ratios"]
+    for mode in ("routed", "kernel", "pyovl-tc", "pyovl-xdp"):
+        assert res["traffic"][mode]["rr_p50_us"]["median"] > 0, mode
+        assert res["traffic"][mode]["tcp_gbps"]["n"] == 2
+    assert res["traffic"]["pyovl-tc"]["tcp_gbps"]["median"] > 1  # real traffic went through
+    assert res["generator"]["udp64_pps_bare_veth"] > 0
+    assert all(row["encap"] > 0 and row["decap_xdp"] > 0 for row in res["prog_run_ns"].values())
+    assert res["miss_path"]["miss_to_first_delivery_us"]["samples"] > 0
+    assert all(r["pyovl"]["ok"] and r["kernel_vxlan"]["ok"] for r in res["scale"].values())
+    assert os.path.getsize(tmp_path / "bench.png") > 10000
+    assert "ratios pyovl-tc/kernel" in p.stdout
