@@ -48,6 +48,8 @@ class Controller:
         self.store = Store(self.instance)
         self._loaded = False
         self._device_cache: dict[str, str | None] = {}
+        self._kinds: dict[str, str | None] = {}
+        self._attached: dict[str, str] = {}
 
     # -- lookups --------------------------------------------------------
     def runtime(self) -> dict:
@@ -87,15 +89,24 @@ class Controller:
         return [dev]
 
     def _ensure_datapath(self, devices: list[str], hook: str) -> None:
-        if not self._loaded:  # once per Controller: it checks every pin
+        """Programs loaded, decap attached to each device with the right hook.
+        Called per overlay: what it learns (pins checked, device kinds,
+        attachments) is kept for this Controller; asking netlink every time
+        made 10k overlays take 15 s."""
+        if not self._loaded:
             self.dp.load()
             self._loaded = True
-        have = self.dp.underlays()
+            self._attached = {d: a["hook"] for d, a in self.dp.underlays().items()}
         for dev in devices:
-            want = hook if hook != "auto" else (
-                "tc" if netlink.link_info(dev)["kind"] in ("veth", "netkit") else "xdp")
-            if have.get(dev, {}).get("hook") != want:
+            if hook != "auto":
+                want = hook
+            else:
+                if dev not in self._kinds:
+                    self._kinds[dev] = netlink.link_info(dev)["kind"]
+                want = "tc" if self._kinds[dev] in ("veth", "netkit") else "xdp"
+            if self._attached.get(dev) != want:
                 self.dp.attach_underlay(dev, want)
+                self._attached[dev] = want
 
     # -- overlays -------------------------------------------------------
     def _apply_overlay(self, spec: OverlaySpec, devices: list[str], hook: str) -> None:
@@ -144,6 +155,7 @@ class Controller:
         for dev in list(self.dp.underlays()):
             if dev not in needed:
                 self.dp.detach_underlay(dev)
+                self._attached.pop(dev, None)
 
     def delete_overlay(self, name: str, temporary: bool = False) -> None:
         rt = self.runtime()
