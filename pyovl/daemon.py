@@ -135,6 +135,7 @@ class Instance:
         self.spec = spec
         self.plugin = registry.plugins()[spec.search](spec.vnetid, spec.props)
         self.started = False
+        self.strict = False  # set by the daemon from the overlay's data-path flags
 
 
 class Daemon:
@@ -152,6 +153,8 @@ class Daemon:
         self.m = DaemonMetrics(self.registry)
         self.registry.register(DatapathCollector(self))
         self._sockets: dict[int, socket.socket] = {}
+        self._dests: dict = {}  # Destination -> abi.Dest, built once
+        self._counters: dict = {}
         self._inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._ifnames: dict[int, str] = {}
         self.ring: RingBuffer | None = None
@@ -177,6 +180,8 @@ class Daemon:
             for name, spec in specs.items():
                 if name not in self.by_name:
                     inst = Instance(spec)
+                    ov = self.dp.maps.overlays.get(abi.U32(spec.vnetid))
+                    inst.strict = bool(ov is not None and ov.flags & abi.F_STRICT)
                     self.by_name[name] = inst
                     self.by_vni[spec.vnetid] = inst
                     self._start(name, inst)
@@ -232,12 +237,18 @@ class Daemon:
         ans = inst.plugin.lookup(mac)
         name, vni = inst.spec.name, inst.spec.vnetid
         if h.type & abi.EV_F_FIRST:
-            if isinstance(ans, Destination):
-                self.dp.set_target(vni, mac, ans.ip, ans.port)
+            key = abi.L2Key.of(vni, frame[:6])
+            ok = isinstance(ans, Destination)
+            if ok:
+                dest = self._dests.get(ans)
+                if dest is None:
+                    dest = self._dests[ans] = abi.Dest(ip=abi.Addr.of(ans.ip), port=socket.htons(ans.port),
+                                                       state=abi.TARGET_VALID)
             else:
-                self.dp.set_target(vni, mac, None, drop=True, ttl_s=DROP_TTL_S)
-            self.dp.maps.pending.delete(abi.L2Key.of(vni, frame[:6]))
-            self.m.lookups.labels(name, inst.spec.search, "ok" if isinstance(ans, Destination) else "drop").inc()
+                dest = abi.Dest(state=abi.TARGET_DROP, expiry_ns=time.monotonic_ns() + int(DROP_TTL_S * 1e9))
+            self.dp.put_target(key, dest, track_peers=inst.strict)
+            self.dp.maps.pending.delete(key)
+            self._counter(name, inst.spec.search, "ok" if ok else "drop").inc()
         if isinstance(ans, Destination):
             self._send(inst, ans, self._tagged(h.ifindex, frame), "held")
         if h.type & abi.EV_F_FIRST:
@@ -310,6 +321,12 @@ class Daemon:
         except OSError as e:
             self._ifnames.pop(ifindex, None)
             log.warning("overlay %s: injecting into %s failed: %s", name, ifname, e.strerror)
+
+    def _counter(self, name: str, search: str, result: str):
+        c = self._counters.get((name, result))
+        if c is None:
+            c = self._counters[(name, result)] = self.m.lookups.labels(name, search, result)
+        return c
 
     # -- housekeeping ------------------------------------------------------
     def housekeeping(self) -> None:

@@ -367,6 +367,18 @@ class Datapath:
             self._neighbours.add(ip)
             netlink.keep_neighbour(ip)
 
+    def put_target(self, key: abi.L2Key, dest: abi.Dest, track_peers: bool) -> None:
+        """The daemon's path: key and dest already built and checked. Peer
+        refcounts (the strict-mode source check) only when the overlay is
+        strict; they cost three more syscalls per target."""
+        if track_peers:
+            self._peer_release(key)
+        self.maps.targets.put(key, dest)
+        if dest.state == abi.TARGET_VALID:
+            if track_peers:
+                self._peer_ref(key.vni, dest.ip, +1)
+            self._keep_neighbour(str(dest.ip.ip()))
+
     def del_target(self, vni: int, mac: str) -> bool:
         check_vni(vni)
         key = abi.L2Key.of(vni, abi.mac_bytes(mac))
