@@ -118,6 +118,7 @@ def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
             row["targets_memory_bytes"] = target_memory_bytes(dp)
             out[str(size)] = row
         out["baseline"] = {"tc": _baseline(3, repeat), "xdp": _baseline(6, repeat)}
+        out["runs"] = repeat
         for fd in progs.values():
             os.close(fd)
     finally:

@@ -82,7 +82,7 @@ def run(quick: bool, reps: int, out_dir: str) -> dict:
     print("BPF_PROG_RUN ...", file=sys.stderr, flush=True)
     res["prog_run_ns"] = progrun.measure(PREFIX, (1000, 20000) if quick else (1000, 1000000),
                                          repeat=5000 if quick else 50000)
-    big = max((k for k in res["prog_run_ns"] if k.isdigit()), key=int)
+    big = max((k for k in res["prog_run_ns"] if k.isdigit()), key=int)  # "baseline", "runs" are not sizes
     res["memory_per_target_bytes"] = round(res["prog_run_ns"][big]["targets_memory_bytes"] / int(big), 1)
     print("miss path ...", file=sys.stderr, flush=True)
     from pyovl import bench_misses
@@ -117,7 +117,7 @@ def table(res: dict) -> str:
                  (g["udp64_pps_bare_veth"] / 1e3, g["tcp_gbps_bare_veth"]))
     base = res["prog_run_ns"]["baseline"]
     for size, row in res["prog_run_ns"].items():
-        if size.isdigit():
+        if size.isdigit() and isinstance(row, dict):
             lines.append("BPF_PROG_RUN, %s targets: encap %d ns, decap TC %d ns, decap XDP %d ns "
                          "(one run per call; a trivial program: TC %d ns, XDP %d ns)"
                          % (size, row["encap"], row["decap_tc"], row["decap_xdp"], base["tc"], base["xdp"]))
