@@ -293,6 +293,27 @@ def up(ctx, file, detach, no_daemon):
     serve(d.Daemon(ctl, cfg.metrics), detach)
 
 
+@cli.command("serve")
+@click.option("-d", "--detach", is_flag=True, help="Serve in the background.")
+@click.option("--metrics", default="127.0.0.1:9134", show_default=True, metavar="IP:PORT",
+              help="Where to serve Prometheus metrics.")
+@click.pass_context
+def serve_cmd(ctx, detach, metrics):
+    """Serve as the daemon for the overlays this instance has now (made by
+    create-overlay, or by an earlier `up`), without a file to apply.
+
+    \b
+    Example: pyovl up-overlay && pyovl serve     # what the systemd unit does without overlay.json
+    """
+    from pyovl import daemon as d  # noqa: PLC0415
+
+    ctl = _ctl(ctx)
+    pid = d.running_pid(ctl.instance)
+    if pid is not None:
+        raise PyovlError("a pyovl daemon already serves instance %s (pid %d)" % (ctl.instance, pid))
+    serve(d.Daemon(ctl, metrics), detach)
+
+
 def serve(daemon_obj, detach: bool) -> None:
     """Run the daemon here, or detached (double fork, ready pipe, log file)."""
     import logging  # noqa: PLC0415

@@ -195,3 +195,10 @@ def test_cli_verbs_persist_and_come_back(env):
     mtu = [r for r in json.loads(pyovl("ha", "show-overlay", "--json", "ov0").stdout) if r["property"] == "mtu"]
     assert mtu[0]["value"] == "1300"
     assert "mtu 1300" in sh("ip", "link", "show", "ga1", ns=g["ga1"]).stdout
+    # what the systemd unit runs next without an overlay.json: the daemon for what is there
+    out = pyovl("ha", "serve", "-d").stdout
+    assert "pyovl daemon started" in out
+    p = pyovl("ha", "serve", "-d", check=False)
+    assert p.returncode != 0 and "already serves" in p.stderr
+    pyovl("ha", "down")
+    assert pyovl("ha", "show-overlay", "-f", "--json").stdout.strip() == "[]"

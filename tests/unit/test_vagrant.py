@@ -46,6 +46,12 @@ def test_generated_vm_configs_are_valid(tmp_path):
     assert sorted({e["ip"] for e in table.values()}) == sorted(hosts.values())
 
 
+def test_systemd_unit_runs_the_daemon_in_the_foreground():
+    unit = open(os.path.join(ROOT, "contrib", "systemd", "pyovl.service")).read()
+    assert "Type=simple" in unit and "up-overlay" in unit and "pyovl serve" in unit
+    assert "up -d" not in unit and "--no-daemon" not in unit  # systemd wants the daemon in the foreground
+
+
 def test_vagrant_scripts_parse():
     for script in ("scripts/vagrant-check", "scripts/setup-host"):
         path = os.path.join(ROOT, script)
