@@ -343,7 +343,7 @@ class Datapath:
         """Point (vni, mac) at ip:port, or at DROP (for ttl_s seconds when
         given: the data path treats an expired DROP as a miss again)."""
         check_vni(vni)
-        raw = check_mac(mac) if not drop else abi.mac_bytes(mac)
+        raw = check_mac(mac)
         ov = self.maps.overlays.get(abi.U32(vni))
         if ov is None:
             raise UsageError("no overlay with vnetid %d" % vni)
@@ -381,7 +381,7 @@ class Datapath:
 
     def del_target(self, vni: int, mac: str) -> bool:
         check_vni(vni)
-        key = abi.L2Key.of(vni, abi.mac_bytes(mac))
+        key = abi.L2Key.of(vni, check_mac(mac))
         self._peer_release(key)
         return self.maps.targets.delete(key)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -112,7 +111,7 @@ def test_up_again_edit_down(env):
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for gname in g.values():
         assert gname not in left, "pyovl left namespace %s" % gname
-    for h, ns in hosts.items():
+    for ns in hosts.values():
         links = sh("ip", "-o", "link", ns=ns).stdout
         assert "ovh" not in links, links
         assert "clsact" not in sh("tc", "qdisc", "show", "dev", "ul0", ns=ns).stdout
@@ -177,6 +176,9 @@ def test_cli_verbs_persist_and_come_back(env):
     # modify-overlay on the dynamic one, shown by show-overlay -t
     pyovl("ha", "modify-overlay", "-s", "02:08:20:00:00:b1=198.18.0.2:4789", "ov1")
     pyovl("ha", "modify-overlay", "-s", "02:08:20:00:00:b2=drop", "ov1")
+    for bad in (("-d", "zz"), ("-s", "zz=drop")):  # a bad MAC is one line, not a traceback
+        p = pyovl("ha", "modify-overlay", *bad, "ov1", check=False)
+        assert p.returncode == 2 and p.stderr == "pyovl: invalid MAC address: zz\n", p.stderr
     rows = pyovl("ha", "show-overlay", "-t", "-p", "-o", "target,destination", "ov1").stdout.splitlines()
     assert rows == ["02\\:08\\:20\\:00\\:00\\:b1:198.18.0.2\\:4789", "02\\:08\\:20\\:00\\:00\\:b2:drop"]
     pyovl("ha", "set-linkprop", "-p", "mtu=1300", "ov0")
