@@ -46,7 +46,7 @@ from pyovl.bpf.ringbuf import RingBuffer
 from pyovl.config import OverlaySpec, check_hostport, load_file
 from pyovl.errors import PyovlError, UsageError
 from pyovl.lookup import proxy, registry
-from pyovl.lookup.plugin import Destination, Drop, PluginError
+from pyovl.lookup.plugin import Destination, PluginError
 from pyovl.metrics import DaemonMetrics, DatapathCollector
 from pyovl.state import run_root
 
@@ -154,6 +154,7 @@ class Daemon:
         self.registry.register(DatapathCollector(self))
         self._sockets: dict[int, socket.socket] = {}
         self._dests: dict = {}  # Destination -> abi.Dest, built once
+        self._drops: collections.deque = collections.deque()  # (expiry_ns, key) of DROPs we cached
         self._counters: dict = {}
         self._inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self._ifnames: dict[int, str] = {}
@@ -226,7 +227,6 @@ class Daemon:
             inst = self.by_vni.get(h.vni)
             if inst is None or not inst.started or inst.spec.mode != "dynamic":
                 return
-            name, plugin = inst.spec.name, inst.plugin
             if h.type & 0xFF == abi.EV_MISS:
                 self._miss(inst, h, frame)
             else:
@@ -246,6 +246,7 @@ class Daemon:
                                                        state=abi.TARGET_VALID)
             else:
                 dest = abi.Dest(state=abi.TARGET_DROP, expiry_ns=time.monotonic_ns() + int(DROP_TTL_S * 1e9))
+                self._drops.append((dest.expiry_ns, key))
             self.dp.put_target(key, dest, track_peers=inst.strict)
             self.dp.maps.pending.delete(key)
             self._counter(name, inst.spec.search, "ok" if ok else "drop").inc()
@@ -354,7 +355,7 @@ class Daemon:
     def _refresh(self, inst: Instance, macs: set | None) -> None:
         """Re-answer the targets whose answer may have changed."""
         vni = inst.spec.vnetid
-        for tvni, mac, d in self.dp.targets():
+        for tvni, mac, _ in self.dp.targets():
             if tvni != vni or (macs is not None and mac not in macs):
                 continue
             ans = inst.plugin.lookup(mac)
@@ -364,13 +365,15 @@ class Daemon:
                 self.dp.del_target(vni, mac)
 
     def _expire_drops(self) -> None:
+        """Delete the DROP entries this daemon cached once their TTL is over
+        (the data path already treats them as misses; this bounds the map).
+        Expiries are kept in write order, so only expired ones are looked at."""
         now = time.monotonic_ns()
-        if now < getattr(self, "_next_expiry", 0):
-            return
-        self._next_expiry = now + 1_000_000_000
-        for vni, mac, d in self.dp.targets():
-            if d.state == abi.TARGET_DROP and d.expiry_ns and d.expiry_ns <= now:
-                self.dp.del_target(vni, mac)
+        while self._drops and self._drops[0][0] <= now:
+            expiry, key = self._drops.popleft()
+            cur = self.dp.maps.targets.get(key)
+            if cur is not None and cur.state == abi.TARGET_DROP and cur.expiry_ns == expiry:
+                self.dp.maps.targets.delete(key)
 
     # -- views for the CLI and the metrics --------------------------------
     def degraded_now(self) -> dict[str, str]:
