@@ -86,7 +86,7 @@ def measure(latency_misses: int = 1000, bursts: int = 20) -> dict:
         st = status()
         lat = st["latency_us"]
         base, busy0 = st["resolved"], st["busy_s"]
-        first, total, t0 = 1 << 24, 0, time.monotonic()
+        first, total = 1 << 24, 0
         busy = 0.0
         for _ in range(args.bursts):
             before = status()["resolved"]

@@ -181,7 +181,7 @@ class Controller:
         rec = rt["overlays"][name]
         self._apply_overlay(new, rec["devices"], "auto")
         rec["spec"] = new.to_json()
-        for vname, vrec in rt["vnics"].items():
+        for vrec in rt["vnics"].values():
             v = VnicSpec.from_json(vrec["spec"])
             if v.over == name and (v.mtu is None or v.mtu > mtu):
                 netlink.guest_set(v.name, v.netns, mtu=min(v.mtu or mtu, mtu))
@@ -316,8 +316,7 @@ class Controller:
         for spec in cfg.overlays.values():
             self._check_new_overlay(spec, rt, replacing=recreate | set(cur_ov))
         devices = {n: self._devices(s, cfg.underlay_devices) for n, s in cfg.overlays.items()}
-        for n, v in cfg.vnics.items():  # names free (unless ours), MACs free
-            ov = cfg.overlays[v.over]
+        for n, v in cfg.vnics.items():  # names free (unless ours)
             rec = rt["vnics"].get(n)
             if rec is None and netlink.link_exists(v.name, v.netns):
                 raise UsageError("vnics.%s: an interface named %s already exists" % (n, v.name))

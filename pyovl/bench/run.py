@@ -102,12 +102,13 @@ def run(quick: bool, reps: int, out_dir: str) -> dict:
 def table(res: dict) -> str:
     t = res["traffic"]
     lines = ["%-10s %14s %14s %14s %14s" % ("mode", "TCP Gbit/s", "UDP64 kpps", "RR p50 us", "RR p99 us")]
+    def cell(m, k, scale_=1.0, fmt="%.1f"):
+        s = t[m][k]
+        return (fmt % (s["median"] * scale_)) + (" (%s-%s)" % (fmt % (s["min"] * scale_), fmt % (s["max"] * scale_)))
+
     for m in topo.MODES:
-        def cell(k, scale_=1.0, fmt="%.1f"):
-            s = t[m][k]
-            return (fmt % (s["median"] * scale_)) + (" (%s-%s)" % (fmt % (s["min"] * scale_), fmt % (s["max"] * scale_)))
-        lines.append("%-10s %14s %14s %14s %14s" % (m, cell("tcp_gbps"), cell("udp64_pps", 1e-3, "%.0f"),
-                                                      cell("rr_p50_us", fmt="%.0f"), cell("rr_p99_us", fmt="%.0f")))
+        lines.append("%-10s %14s %14s %14s %14s" % (m, cell(m, "tcp_gbps"), cell(m, "udp64_pps", 1e-3, "%.0f"),
+                                                      cell(m, "rr_p50_us", fmt="%.0f"), cell(m, "rr_p99_us", fmt="%.0f")))
     r = res["ratios"]
     lines.append("ratios pyovl-tc/kernel: TCP %s, UDP64 pps %s, RR p50 %s (p99 %s); pyovl-xdp: UDP64 %s, RR p50 %s"
                  % (r["tcp_throughput"], r["udp64_pps"], r["rr_p50_latency"], r["rr_p99_latency"],

@@ -22,15 +22,11 @@ tears it all down afterwards.
 from __future__ import annotations
 
 import ctypes as C
-import os
 import struct
 from dataclasses import dataclass, field
 
-import pytest
 
-from pyovl import netlink, netns
-from pyovl.bpf import abi, loader, syscall
-from pyovl.topo import sh, sweep_ns
+from pyovl.bpf import abi, syscall
 
 UL_MAC_PEER = "02:aa:00:00:00:02"
 MAC = {

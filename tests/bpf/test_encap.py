@@ -37,7 +37,8 @@ UNKNOWN = "02:00:00:00:0c:01"
 
 def _check_outer4(env, out: bytes, inner: bytes, vni: int, dport: int = 4789):
     pkt = Ether(out)
-    ip, udp, vx = pkt[IP], pkt[UDP], pkt[VXLAN]
+    ip, udp = pkt[IP], pkt[UDP]
+    assert VXLAN in pkt
     # exact header fields
     assert pkt.dst == UL_MAC_PEER and pkt.src == env.ul_mac and pkt.type == 0x0800
     assert (ip.version, ip.ihl, ip.tos, ip.flags, ip.frag, ip.ttl, ip.proto) == (4, 5, 0, 2, 0, 64, 17)

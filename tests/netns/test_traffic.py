@@ -14,7 +14,6 @@ their default offloads (checksum, TSO) unless a test says otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import time
 
