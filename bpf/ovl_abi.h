@@ -16,7 +16,7 @@
 #ifndef OVL_ABI_H
 #define OVL_ABI_H
 
-#define OVL_ABI_VERSION 2
+#define OVL_ABI_VERSION 3
 #define OVL_ABI_MAGIC 0x70796f76 /* "pyov" */
 
 #define OVL_MAX_VNI 0xffffff
@@ -26,6 +26,8 @@
 #define OVL_MAX_PEERS 65536
 #define OVL_MAX_FLOOD 32         /* local ports of one VNI that get broadcast */
 #define OVL_MAX_LISTEN 64
+#define OVL_MAX_MESH_PEERS 4096   /* nodes of the IPsec mesh */
+#define OVL_MAX_MESH_IFACES 64
 #define OVL_MAX_PENDING 65536     /* LRU: misses being resolved */
 #define OVL_RING_PAGES 1024       /* 4 MiB of events to the daemon */
 
@@ -50,6 +52,15 @@
 #define OVL_TARGET_VALID 1
 #define OVL_TARGET_DROP 2
 
+/* destination flags (struct ovl_dest.flags) */
+#define OVL_DEST_F_ENCRYPT 0x1 /* only through IPsec: never plaintext on the wire */
+
+/* mesh peer flags (struct ovl_mesh_peer.flags) */
+#define OVL_MESH_F_ENCRYPT 0x1 /* plaintext VXLAN from this address is dropped */
+
+/* mesh interface flags (mesh_ifaces values) */
+#define OVL_MESH_IF_EXTERNAL 0x1 /* no plaintext VXLAN in or out on this device */
+
 /* vnic flags */
 #define OVL_VNIC_F_PEER 0x1 /* veth: deliver with bpf_redirect_peer */
 
@@ -63,7 +74,7 @@ struct ovl_dest {
 	struct ovl_addr ip;
 	__be16 port;
 	__u8 state;   /* OVL_TARGET_* */
-	__u8 flags;   /* reserved (encrypt-required, issue 7) */
+	__u8 flags;   /* OVL_DEST_F_* */
 	__u32 pad;
 	__u64 expiry_ns; /* bpf_ktime_get_ns() deadline, 0 = none (DROP TTLs) */
 };
@@ -116,6 +127,18 @@ struct ovl_flood {
 struct ovl_peer_key {
 	__u32 vni;
 	struct ovl_addr ip;
+};
+
+/* mesh_peers: underlay address of a mesh node -> what it requires. The
+ * IPsec mesh (Danube cross-PDC pairs): encrypted traffic does not go through
+ * the direct redirect (it would skip the kernel's IPsec policy) but through
+ * a collect_md vxlan device per UDP port (mesh_tunnels), whose packets take
+ * the kernel's route and xfrm path; decrypted VXLAN comes back through that
+ * device's socket to ovl_mesh_rx. */
+struct ovl_mesh_peer {
+	__u32 flags;        /* OVL_MESH_F_* */
+	__u32 pad;
+	__u64 plaintext_rx; /* plaintext VXLAN dropped from this address (data path) */
 };
 
 /* events in the misses ring */
@@ -175,6 +198,12 @@ enum ovl_drop {
 	OVL_DROP_MISS_QUEUE_FULL, /* 128 KiB already wait for this destination */
 	OVL_DROP_RING_FULL,       /* the daemon is not keeping up (or not running) */
 	OVL_DROP_PUNT_TOO_BIG,    /* a frame to the daemon above OVL_MISS_FRAME_MAX */
+	OVL_DROP_PLAINTEXT_TX,    /* would leave unencrypted: encrypted target with no
+				   * mesh device, or out of an external interface */
+	OVL_DROP_PLAINTEXT_RX,    /* plaintext VXLAN from an encrypted peer or
+				   * arriving on an external interface */
+	OVL_DROP_NOT_MESH,        /* VXLAN from the mesh device whose sender is not
+				   * an encrypted peer */
 	OVL_DROP_MAX,
 };
 
@@ -217,5 +246,8 @@ struct ovl_trace {
 #define OVL_MAP_ABI abi
 #define OVL_MAP_PENDING pending
 #define OVL_MAP_MISSES misses
+#define OVL_MAP_MESH_PEERS mesh_peers
+#define OVL_MAP_MESH_TUNNELS mesh_tunnels
+#define OVL_MAP_MESH_IFACES mesh_ifaces
 
 #endif /* OVL_ABI_H */

@@ -25,6 +25,7 @@
 #include "lib/stats.h"
 #include "lib/addr.h"
 #include "lib/flood.h"
+#include "lib/mesh.h"
 #include "lib/encap.h"
 #include "lib/punt.h"
 

@@ -11,6 +11,10 @@
  * ovl_underlay_xdp (XDP) fast path for unicast on NICs: strips the headers and
  *                  XDP_REDIRECTs to the port; broadcast goes up (XDP_PASS) to
  *                  the TC program, which is always attached as well.
+ * ovl_mesh_rx      (TC ingress of pyovl's collect_md vxlan device, see mesh.h)
+ *                  what arrived encrypted: the kernel has decrypted and
+ *                  decapsulated it; delivered like ovl_underlay_tc's, only
+ *                  from encrypted mesh peers.
  * Anything that is not ours (ovl_rx_classify() == 0) passes untouched: host
  * traffic is never disturbed. Drops are counted per overlay and reason.
  */
@@ -21,6 +25,7 @@
 #include "lib/stats.h"
 #include "lib/addr.h"
 #include "lib/flood.h"
+#include "lib/mesh.h"
 #include "lib/decap.h"
 
 static __always_inline __u32 ovl_rx_id(const struct ovl_rx *rx)
@@ -38,7 +43,7 @@ int ovl_underlay_xdp(struct xdp_md *ctx)
 	__u8 macs[12];
 	int rc;
 
-	rc = ovl_rx_classify(data, data_end, &rx);
+	rc = ovl_rx_classify(data, data_end, ctx->ingress_ifindex, &rx);
 	if (rc == 0) {
 		ovl_trace_set(XDP_PASS, 0, 0, 0, 0);
 		return XDP_PASS;
@@ -123,7 +128,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 
-	rc = ovl_rx_classify(data, data_end, &rx);
+	rc = ovl_rx_classify(data, data_end, skb->ingress_ifindex, &rx);
 	if (rc == 0) {
 		ovl_trace_set(TC_ACT_OK, 0, 0, 0, 0);
 		return TC_ACT_OK;
@@ -177,5 +182,88 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 drop:
 	ovl_count_drop(id, -rc);
 	ovl_trace_set(TC_ACT_SHOT, 0, rx.vni, -rc, 0);
+	return TC_ACT_SHOT;
+}
+
+/* Decrypted VXLAN, decapsulated by the kernel's vxlan device (collect_md):
+ * the tunnel key gives the VNI and the outer source. Only encrypted mesh
+ * peers may come this way; the kernel's IPsec input policy has already
+ * refused plaintext for their addresses. */
+int ovl_mesh_rx(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key key = {};
+	struct ovl_mesh_peer *mp;
+	struct ovl_overlay *ov;
+	struct ovl_port *port;
+	struct ovl_l2key l2;
+	struct ovl_addr src;
+	struct ethhdr *eth;
+	void *data, *data_end;
+	__u32 vni, id = 0, n, ifindex;
+	__u16 vlan = 0;
+	int rc;
+
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0) {
+		ovl_addr_set_v4(&src, bpf_htonl(key.remote_ipv4));
+	} else if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), BPF_F_TUNINFO_IPV6) == 0) {
+		src.w[0] = key.remote_ipv6[0];
+		src.w[1] = key.remote_ipv6[1];
+		src.w[2] = key.remote_ipv6[2];
+		src.w[3] = key.remote_ipv6[3];
+	} else {
+		rc = -OVL_DROP_MALFORMED;
+		goto drop;
+	}
+	vni = key.tunnel_id;
+	ov = overlays.lookup(&vni);
+	if (!ov) {
+		rc = -OVL_DROP_NO_OVERLAY;
+		goto drop;
+	}
+	id = ov->id;
+	mp = mesh_peers.lookup(&src);
+	if (!mp || !(mp->flags & OVL_MESH_F_ENCRYPT)) {
+		rc = -OVL_DROP_NOT_MESH;
+		goto drop;
+	}
+	/* The stack moved an inner 802.1Q tag out of the frame before TC. */
+	if (skb->vlan_present) {
+		vlan = skb->vlan_tci & 0xfff;
+		bpf_skb_vlan_pop(skb);
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end) {
+		rc = -OVL_DROP_MALFORMED;
+		goto drop;
+	}
+	if (ovl_mac_is_group(eth->h_dest)) {
+		n = ovl_flood(skb, vni, 0, vlan);
+		ovl_count(id, OVL_STAT_RX_PACKETS, 1);
+		ovl_count(id, OVL_STAT_RX_BYTES, skb->len);
+		ovl_count(id, OVL_STAT_FLOOD_PACKETS, n);
+		ovl_trace_set(TC_ACT_SHOT, 0, vni, 0, n);
+		return TC_ACT_SHOT;
+	}
+	ovl_l2key_set(&l2, vni, eth->h_dest);
+	port = ports.lookup(&l2);
+	if (!port || port->vlan != vlan) {
+		rc = -OVL_DROP_NO_PORT;
+		goto drop;
+	}
+	ifindex = port->ifindex;
+	ovl_count(id, OVL_STAT_RX_PACKETS, 1);
+	ovl_count(id, OVL_STAT_RX_BYTES, skb->len);
+	ovl_trace_set(TC_ACT_REDIRECT, ifindex, vni, 0, 0);
+	if (port->flags & OVL_VNIC_F_PEER) {
+		/* addressed to the guest, not to the vxlan device: OTHERHOST */
+		bpf_skb_change_type(skb, PACKET_HOST);
+		return bpf_redirect_peer(ifindex, 0);
+	}
+	return bpf_redirect(ifindex, 0);
+drop:
+	ovl_count_drop(id, -rc);
+	ovl_trace_set(TC_ACT_SHOT, 0, 0, -rc, 0);
 	return TC_ACT_SHOT;
 }

@@ -61,8 +61,9 @@ def check_mac(mac: str) -> bytes:
     return raw
 
 
-def _dest(ip: str, port: int, state: int = abi.TARGET_VALID) -> abi.Dest:
-    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=state)
+def _dest(ip: str, port: int, state: int = abi.TARGET_VALID, encrypt: bool = False) -> abi.Dest:
+    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=state,
+                    flags=abi.DEST_F_ENCRYPT if encrypt else 0)
 
 
 class Datapath:
@@ -175,7 +176,7 @@ class Datapath:
     def add_overlay(self, vni: int, listen_ip: str, listen_port: int = DEFAULT_PORT,
                     point: tuple[str, int] | None = None, mtu: int = 1400,
                     sport_range: tuple[int, int] = DEFAULT_SPORT_RANGE, strict: bool = False,
-                    src_ip: str | None = None) -> None:
+                    src_ip: str | None = None, point_encrypt: bool = False) -> None:
         """Create or update the overlay for vni. point=(ip, port) makes it a
         POINT (direct) overlay, otherwise it is DYNAMIC (targets)."""
         check_vni(vni)
@@ -184,7 +185,7 @@ class Datapath:
         lo, hi = sport_range
         if not (1 <= lo <= hi <= 65535):
             raise UsageError("invalid source port range %d-%d" % (lo, hi))
-        pdest = _dest(point[0], point[1]) if point else None
+        pdest = _dest(point[0], point[1], encrypt=point_encrypt) if point else None
         if src_ip is None:
             src_ip = self._pick_src(lip, point[0] if point else None)
         sip = check_ip(src_ip, "source address")
@@ -339,9 +340,10 @@ class Datapath:
 
     # -- targets --------------------------------------------------------
     def set_target(self, vni: int, mac: str, ip: str | None, port: int | None = None,
-                   drop: bool = False, ttl_s: float | None = None) -> None:
+                   drop: bool = False, ttl_s: float | None = None, encrypt: bool = False) -> None:
         """Point (vni, mac) at ip:port, or at DROP (for ttl_s seconds when
-        given: the data path treats an expired DROP as a miss again)."""
+        given: the data path treats an expired DROP as a miss again).
+        encrypt: the destination is an IPsec mesh peer (see set_mesh)."""
         check_vni(vni)
         raw = check_mac(mac)
         ov = self.maps.overlays.get(abi.U32(vni))
@@ -354,7 +356,7 @@ class Datapath:
             dest = abi.Dest(state=abi.TARGET_DROP,
                             expiry_ns=time.monotonic_ns() + int(ttl_s * 1e9) if ttl_s else 0)
         else:
-            dest = _dest(ip, port if port else DEFAULT_PORT)
+            dest = _dest(ip, port if port else DEFAULT_PORT, encrypt=encrypt)
         self._peer_release(key)
         self.maps.targets.put(key, dest)
         if not drop:
@@ -401,6 +403,59 @@ class Datapath:
 
     def targets(self) -> list[tuple[int, str, abi.Dest]]:
         return [(k.vni, abi.mac_str(k.mac), v) for k, v in self.maps.targets.items()]
+
+    # -- IPsec mesh ----------------------------------------------------
+    def set_mesh(self, encrypted: list[str], tunnels: dict[int, str], externals: list[str]) -> None:
+        """Make the mesh maps say exactly this: encrypted = underlay addresses
+        of the peers that require IPsec (plaintext VXLAN from them is dropped);
+        tunnels = UDP port -> pyovl's collect_md vxlan device for that port
+        (mesh_rx attached to it here); externals = devices that carry no
+        plaintext VXLAN. Order matters for failing closed: peers and tunnels
+        are written before targets point at them (the caller's job) and
+        removed after."""
+        want_peers = {bytes(abi.Addr.of(check_ip(ip, "mesh peer address"))) for ip in encrypted}
+        want_tun = {check_port(p, "mesh port"): netlink.ifindex(dev) for p, dev in tunnels.items()}
+        want_ext = {netlink.ifindex(dev) for dev in externals}
+        m = self.maps
+        for raw in want_peers:
+            key = abi.Addr.from_buffer_copy(raw)
+            if m.mesh_peers.get(key) is None:
+                m.mesh_peers.put(key, abi.MeshPeer(flags=abi.MESH_F_ENCRYPT))
+        for port, idx in want_tun.items():
+            m.mesh_tunnels.put(abi.U16(port), abi.U32(idx))
+        for idx in want_ext:
+            m.mesh_ifaces.put(abi.U32(idx), abi.U32(abi.MESH_IF_EXTERNAL))
+        for key in list(m.mesh_peers.keys()):
+            if bytes(key) not in want_peers:
+                m.mesh_peers.delete(key)
+        for key in list(m.mesh_tunnels.keys()):
+            if key.value not in want_tun:
+                m.mesh_tunnels.delete(key)
+        for key in list(m.mesh_ifaces.keys()):
+            if key.value not in want_ext:
+                m.mesh_ifaces.delete(key)
+        for dev in tunnels.values():
+            self.attach_mesh_device(dev)
+
+    def attach_mesh_device(self, dev: str) -> None:
+        state = self._load_state()
+        if state["attached"].get(dev, {}).get("role") == "mesh":
+            return
+        fd = loader.open_prog(self.pin_dir, "mesh_rx")
+        try:
+            created = netlink.tc_attach(dev, fd, "ovl_mesh_rx")
+        finally:
+            os.close(fd)
+        state["attached"][dev] = {"role": "mesh", "clsact": created}
+        self._save_state(state)
+
+    def mesh(self) -> dict:
+        """{'peers': {ip: plaintext_rx drops}, 'tunnels': {port: ifindex},
+        'externals': [ifindex]} as the maps say."""
+        m = self.maps
+        return {"peers": {str(k.ip()): v.plaintext_rx for k, v in m.mesh_peers.items()},
+                "tunnels": {k.value: v.value for k, v in m.mesh_tunnels.items()},
+                "externals": sorted(k.value for k in m.mesh_ifaces.keys())}
 
     # -- whole instance -------------------------------------------------
     def show(self) -> dict:

@@ -9,7 +9,9 @@
  *   0                 not ours: the caller passes it up untouched (host
  *                     traffic, other UDP, unknown VNIs, other listen ips);
  *   -OVL_DROP_*       ours but unacceptable (truncated inner frame, strict
- *                     source check failed); rx->ov is set for counting.
+ *                     source check failed, plaintext from an encrypted peer
+ *                     or on an external interface: mesh.h); rx->ov is set
+ *                     for counting.
  * It only reads the packet; pointers are checked against data_end here.
  */
 #ifndef OVL_DECAP_H
@@ -26,7 +28,7 @@ struct ovl_rx {
 
 static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 				      struct ovl_addr *saddr, struct ovl_addr *daddr,
-				      __u32 strip, struct ovl_rx *rx)
+				      __u32 strip, __u32 ifindex, struct ovl_rx *rx)
 {
 	struct ovl_vxlanhdr *vx = (void *)(udp + 1);
 	struct ovl_peer_key pk = {};
@@ -44,6 +46,12 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 		return 0;
 	vni = bpf_ntohl(vx->vni) >> 8;
 	ov = overlays.lookup(&vni);
+	if (ovl_mesh_plaintext_refused(ifindex, saddr)) {
+		/* before the VNI and listen checks: whatever it claims, plaintext
+		 * from an encrypted peer or on the external side never passes */
+		rx->ov = ov;
+		return -OVL_DROP_PLAINTEXT_RX;
+	}
 	if (!ov || ov->listen_port != udp->dest)
 		return 0;
 	if (!ovl_addr_is_any(&ov->listen_ip) && !ovl_addr_eq(&ov->listen_ip, daddr))
@@ -82,7 +90,8 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 	return 1;
 }
 
-static __always_inline int ovl_rx_classify(void *data, void *data_end, struct ovl_rx *rx)
+static __always_inline int ovl_rx_classify(void *data, void *data_end, __u32 ifindex,
+					   struct ovl_rx *rx)
 {
 	struct ethhdr *eth = data;
 	struct ovl_addr saddr, daddr;
@@ -104,7 +113,7 @@ static __always_inline int ovl_rx_classify(void *data, void *data_end, struct ov
 		udp = (void *)(ip + 1);
 		ovl_addr_set_v4(&saddr, ip->saddr);
 		ovl_addr_set_v4(&daddr, ip->daddr);
-		return ovl_rx_udp(data_end, udp, &saddr, &daddr, OVL_ENCAP4_LEN, rx);
+		return ovl_rx_udp(data_end, udp, &saddr, &daddr, OVL_ENCAP4_LEN, ifindex, rx);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -117,7 +126,7 @@ static __always_inline int ovl_rx_classify(void *data, void *data_end, struct ov
 		ovl_addr_set_v6(&saddr, &ip6->saddr);
 		ovl_addr_set_v6(&daddr, &ip6->daddr);
 		return ovl_rx_udp(data_end, (void *)(ip6 + 1), &saddr, &daddr,
-				  OVL_ENCAP6_LEN, rx);
+				  OVL_ENCAP6_LEN, ifindex, rx);
 	}
 	return 0;
 }

@@ -23,6 +23,9 @@
  * FRAG_NEEDED. An unresolved neighbour goes through bpf_redirect_neigh (IP
  * frames) which queues and resolves; pyovl also keeps managed neighbour
  * entries for its destinations so ARP frames find the next hop resolved.
+ *
+ * Targets that require encryption go through mesh.h instead (the kernel's
+ * IPsec path); plain encap refuses to leave through an external interface.
  */
 #ifndef OVL_ENCAP_H
 #define OVL_ENCAP_H
@@ -155,9 +158,13 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 	if (bpf_skb_load_bytes(skb, 0, &inner, sizeof(inner)) < 0)
 		return -OVL_DROP_MALFORMED;
 	sport = ovl_sport(skb, ov);
+	if (dst->flags & OVL_DEST_F_ENCRYPT)
+		return ovl_encap_mesh(skb, dst, vni, vlan, out_ifindex);
 	nh = ovl_nexthop(skb, &fib, ov, dst, v4, sport, l3_len, ip_inner);
 	if (nh < 0)
 		return nh;
+	if (ovl_mesh_external(fib.ifindex))
+		return -OVL_DROP_PLAINTEXT_TX; /* plaintext never leaves on the internet side */
 	if (ovl_grow(skb, hlen, v4, ip_inner, vlan != 0) < 0)
 		return -OVL_DROP_ENCAP_FAIL;
 	if (vlan) {

@@ -40,6 +40,17 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, stats, OVL_STATS_ENTRIES,
 BPF_TABLE_PINNED("lru_hash", struct ovl_l2key, struct ovl_pending, pending, OVL_MAX_PENDING,
 		 OVL_PIN_DIR "/pending");
 
+/* IPsec mesh (writer: pyovl): node address -> flags and plaintext drops
+ * (the data path adds to plaintext_rx); UDP port (host order) -> ifindex of
+ * the collect_md vxlan device encrypted traffic goes through; ifindex ->
+ * OVL_MESH_IF_* for the external interfaces. */
+BPF_TABLE_PINNED("hash", struct ovl_addr, struct ovl_mesh_peer, mesh_peers, OVL_MAX_MESH_PEERS,
+		 OVL_PIN_DIR "/mesh_peers", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", __u16, __u32, mesh_tunnels, OVL_MAX_LISTEN,
+		 OVL_PIN_DIR "/mesh_tunnels");
+BPF_TABLE_PINNED("hash", __u32, __u32, mesh_ifaces, OVL_MAX_MESH_IFACES,
+		 OVL_PIN_DIR "/mesh_ifaces");
+
 /* events to the daemon (writer: data path). bcc's BPF_RINGBUF_OUTPUT with a
  * pin: the frontend takes "ringbuf:<path>" like any pinned section. */
 struct misses_table_t {

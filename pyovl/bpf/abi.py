@@ -12,7 +12,7 @@ import ctypes as C
 import enum
 import ipaddress
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 ABI_MAGIC = 0x70796F76
 
 MAX_VNI = 0xFFFFFF
@@ -22,6 +22,8 @@ MAX_TARGETS = 1048576
 MAX_PEERS = 65536
 MAX_FLOOD = 32
 MAX_LISTEN = 64
+MAX_MESH_PEERS = 4096
+MAX_MESH_IFACES = 64
 MAX_PENDING = 65536
 RING_PAGES = 1024
 MISS_FRAME_MAX = 2048
@@ -37,6 +39,9 @@ F_STRICT = 0x1
 TARGET_VALID = 1
 TARGET_DROP = 2
 VNIC_F_PEER = 0x1
+DEST_F_ENCRYPT = 0x1
+MESH_F_ENCRYPT = 0x1
+MESH_IF_EXTERNAL = 0x1
 
 
 class Drop(enum.IntEnum):
@@ -57,9 +62,12 @@ class Drop(enum.IntEnum):
     MISS_QUEUE_FULL = 15
     RING_FULL = 16
     PUNT_TOO_BIG = 17
+    PLAINTEXT_TX = 18
+    PLAINTEXT_RX = 19
+    NOT_MESH = 20
 
 
-DROP_MAX = 18
+DROP_MAX = 21
 
 
 class Stat(enum.IntEnum):
@@ -159,6 +167,10 @@ class PeerKey(C.Structure):
     _fields_ = [("vni", C.c_uint32), ("ip", Addr)]
 
 
+class MeshPeer(C.Structure):
+    _fields_ = [("flags", C.c_uint32), ("pad", C.c_uint32), ("plaintext_rx", C.c_uint64)]
+
+
 class AbiInfo(C.Structure):
     _fields_ = [
         ("magic", C.c_uint32),
@@ -221,6 +233,9 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "abi": (MAP_ARRAY, U32, AbiInfo, 1),
     "pending": (MAP_LRU_HASH, L2Key, Pending, MAX_PENDING),
     "misses": (MAP_RINGBUF, None, None, RING_PAGES * 4096),
+    "mesh_peers": (MAP_HASH, Addr, MeshPeer, MAX_MESH_PEERS),
+    "mesh_tunnels": (MAP_HASH, U16, U32, MAX_LISTEN),
+    "mesh_ifaces": (MAP_HASH, U32, U32, MAX_MESH_IFACES),
 }
 TRACE_MAP = ("trace", (MAP_PERCPU_ARRAY, U32, Trace, 1))
 

@@ -22,6 +22,7 @@ PROGRAMS = {
     "port": ("ovl_port.c", "ovl_port", "SCHED_CLS"),
     "underlay_tc": ("ovl_underlay.c", "ovl_underlay_tc", "SCHED_CLS"),
     "underlay_xdp": ("ovl_underlay.c", "ovl_underlay_xdp", "XDP"),
+    "mesh_rx": ("ovl_underlay.c", "ovl_mesh_rx", "SCHED_CLS"),
 }
 
 

@@ -85,12 +85,14 @@ class BpfEnv:
         return None
 
     def run(self, prog: str, frame: bytes, ifname: str | None = None, gso_size: int = 0,
-            trace: bool = True) -> Result:
+            trace: bool = True, ingress: str | None = None) -> Result:
         ctx = None
         if prog != "underlay_xdp":
             ctx = (C.c_uint8 * SKB_CTX_SIZE)()
             if ifname:
                 struct.pack_into("<I", ctx, 40, self.ifindex[ifname])
+            if ingress:
+                struct.pack_into("<I", ctx, 36, self.ifindex[ingress])  # ingress_ifindex
             if gso_size:
                 struct.pack_into("<I", ctx, 164, 2)  # gso_segs
                 struct.pack_into("<I", ctx, 176, gso_size)

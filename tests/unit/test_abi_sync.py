@@ -51,6 +51,8 @@ def test_constants_match():
         assert d["OVL_" + name] == getattr(abi, name), name
     assert d["OVL_F_STRICT"] == abi.F_STRICT
     assert d["OVL_VNIC_F_PEER"] == abi.VNIC_F_PEER
+    for name in ("DEST_F_ENCRYPT", "MESH_F_ENCRYPT", "MESH_IF_EXTERNAL", "MAX_MESH_PEERS", "MAX_MESH_IFACES"):
+        assert d["OVL_" + name] == getattr(abi, name), name
     assert d["OVL_EV_F_FIRST"] == abi.EV_F_FIRST
     assert "#define OVL_MISS_QUEUE_BYTES (128 * 1024)" in HEADER and abi.MISS_QUEUE_BYTES == 128 * 1024
     assert "#define OVL_MISS_INTERVAL_NS 1000000000ULL" in HEADER and abi.MISS_INTERVAL_NS == 10**9
@@ -79,7 +81,7 @@ def test_stat_slots_match():
 STRUCTS = {"ovl_addr": abi.Addr, "ovl_dest": abi.Dest, "ovl_overlay": abi.Overlay, "ovl_vnic": abi.Vnic,
            "ovl_l2key": abi.L2Key, "ovl_port": abi.Port, "ovl_flood": abi.Flood,
            "ovl_peer_key": abi.PeerKey, "ovl_abi_info": abi.AbiInfo, "ovl_trace": abi.Trace,
-           "ovl_event_hdr": abi.EventHdr, "ovl_pending": abi.Pending}
+           "ovl_event_hdr": abi.EventHdr, "ovl_pending": abi.Pending, "ovl_mesh_peer": abi.MeshPeer}
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to measure the header")
