@@ -207,7 +207,7 @@ def build_vnic(name: str, over: str, mac: object = None, vlan: object = 0, mtu: 
 
 # -- overlay.json --------------------------------------------------------------
 
-TOP_KEYS = {"overlays", "rules", "vnics", "daemon", "underlay", "$schema", "comment"}
+TOP_KEYS = {"overlays", "rules", "vnics", "daemon", "underlay", "mesh", "$schema", "comment"}
 OVERLAY_KEYS = {"encap", "search", "vnetid", "props", "rule"}
 VNIC_KEYS = {"over", "mac", "vlan", "mtu", "netns", "addresses"}
 
@@ -219,6 +219,7 @@ class Config:
     metrics: str = "127.0.0.1:9134"
     underlay_devices: tuple = ()
     hook: str = "auto"
+    mesh: object = None  # pyovl.mesh.Mesh: the node inventory and IPsec (Danube)
 
 
 class _At:
@@ -312,6 +313,10 @@ def parse_config(doc: object) -> Config:
         if u.get("hook", "auto") not in ("auto", "tc", "xdp"):
             raise UsageError("hook must be auto, tc or xdp")
         cfg.hook = u.get("hook", "auto")
+    if "mesh" in doc:
+        from pyovl.mesh import parse_mesh  # noqa: PLC0415
+
+        cfg.mesh = parse_mesh(doc["mesh"])
     return cfg
 
 

@@ -345,3 +345,31 @@ def first_address(ifname: str) -> str | None:
             return ip
         best = best or ip
     return best
+
+
+def ensure_mesh_device(name: str, port: int, ipv6: bool = False) -> bool:
+    """A collect_md ("external") vxlan device bound to UDP port: the way
+    encrypted overlay traffic enters the kernel's IP and xfrm paths (see
+    bpf/lib/mesh.h). Returns True when it was created. Its MTU is the
+    largest the device takes: the overlay MTU is enforced at the VNICs, and
+    a redirect to it does not check MTU anyway."""
+    with _ipr() as ipr:
+        if ipr.link_lookup(ifname=name):
+            return False
+        attrs = {"vxlan_collect_metadata": 1, "vxlan_port": port, "vxlan_learning": 0}
+        if ipv6:
+            attrs["vxlan_udp_zero_csum6_rx"] = 1
+        try:
+            ipr.link("add", ifname=name, kind="vxlan", **attrs)
+        except NetlinkError as e:
+            if e.code == errno.EADDRINUSE:
+                raise KernelError("UDP port %d is already taken by another vxlan device or socket: pyovl's "
+                                  "mesh device %s needs it" % (port, name)) from None
+            raise _err("creating the mesh device", name, e) from None
+        idx = ipr.link_lookup(ifname=name)[0]
+        try:
+            ipr.link("set", index=idx, mtu=65000)
+        except NetlinkError:
+            pass  # older kernels cap vxlan MTU lower; nothing depends on it
+        ipr.link("set", index=idx, state="up")
+    return True
