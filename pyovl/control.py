@@ -50,6 +50,8 @@ class Controller:
         self._device_cache: dict[str, str | None] = {}
         self._kinds: dict[str, str | None] = {}
         self._attached: dict[str, str] = {}
+        self._mesh_known = False  # self._mesh read from the runtime state yet
+        self._mesh = None
 
     # -- lookups --------------------------------------------------------
     def runtime(self) -> dict:
@@ -63,6 +65,25 @@ class Controller:
 
     def overlays(self) -> dict[str, dict]:
         return self.runtime()["overlays"]
+
+    def mesh(self):
+        """The applied mesh (pyovl.mesh.Mesh) or None; read once per Controller
+        (up() sets it as it applies it)."""
+        if not self._mesh_known:
+            from pyovl.mesh import from_json  # noqa: PLC0415
+
+            rec = self.runtime().get("mesh")
+            self._mesh = from_json(rec["spec"]) if rec else None
+            self._mesh_known = True
+        return self._mesh
+
+    def resolve(self, ip: str) -> tuple[str, bool]:
+        """Where a plugin's answer really goes: (address, encrypted) (mesh.resolve)."""
+        m = self.mesh()
+        if m is None:
+            return ip, False
+        r = m.resolve(ip)
+        return r.ip, r.encrypt
 
     def vnics(self) -> dict[str, dict]:
         return self.runtime()["vnics"]
@@ -111,11 +132,12 @@ class Controller:
     # -- overlays -------------------------------------------------------
     def _apply_overlay(self, spec: OverlaySpec, devices: list[str], hook: str) -> None:
         self._ensure_datapath(devices, hook)
-        point = None
+        point, encrypt = None, False
         if spec.mode == "point":
-            point = (spec.props["direct/dest_ip"], spec.props["direct/dest_port"])
+            ip, encrypt = self.resolve(spec.props["direct/dest_ip"])
+            point = (ip, spec.props["direct/dest_port"])
         self.dp.add_overlay(spec.vnetid, spec.props["vxlan/listen_ip"], spec.props["vxlan/listen_port"],
-                            point=point, mtu=spec.mtu)
+                            point=point, mtu=spec.mtu, point_encrypt=encrypt)
 
     def _check_new_overlay(self, spec: OverlaySpec, rt: dict, replacing: set = frozenset()) -> None:
         for name, rec in rt["overlays"].items():
@@ -152,6 +174,8 @@ class Controller:
 
     def _detach_unused(self, rt: dict) -> None:
         needed = {d for rec in rt["overlays"].values() for d in rec.get("devices", [])}
+        if rt.get("mesh"):
+            needed.add(rt["mesh"]["external_device"])  # plaintext from outside is refused there
         for dev in list(self.dp.underlays()):
             if dev not in needed:
                 self.dp.detach_underlay(dev)
@@ -227,7 +251,8 @@ class Controller:
                     port = int(port)
                 except ValueError:
                     raise UsageError("invalid destination port %r" % port) from None
-                self.dp.set_target(spec.vnetid, mac, ip.strip("[]"), port)
+                ip, encrypt = self.resolve(ip.strip("[]"))
+                self.dp.set_target(spec.vnetid, mac, ip, port, encrypt=encrypt)
 
     # -- VNICs ----------------------------------------------------------
     def _apply_vnic(self, v: VnicSpec, ov: OverlaySpec, mac: str) -> dict:
@@ -333,10 +358,26 @@ class Controller:
         for n in sorted(recreate):
             self._remove_overlay(rt, n)
             done.append("removed overlay %s" % n)
+        mesh_changed = False
+        if cfg.mesh is not None:
+            # before any overlay or target can point at an encrypted peer
+            from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
+
+            ports = {s.props["vxlan/listen_port"] for s in cfg.overlays.values()}
+            ports |= {s.props["direct/dest_port"] for s in cfg.overlays.values() if s.mode == "point"}
+            rec = mesh_apply.apply(self, cfg.mesh, ports or {4789}, cfg.overlays)
+            mesh_changed = rec != rt.get("mesh")
+            if mesh_changed:
+                done.append("applied mesh (node %s, %d encrypted peers)"
+                            % (cfg.mesh.self_name, len(cfg.mesh.encrypted_peers())))
+            rt["mesh"] = rec
+            self.store.save_runtime(rt)
+            self._mesh, self._mesh_known = cfg.mesh, True
         try:  # overlays are map entries: applied in a batch, recorded once
             for n, spec in cfg.overlays.items():
                 rec = rt["overlays"].get(n)
-                if rec is not None and rec["spec"] == spec.to_json() and rec.get("devices") == devices[n]:
+                if (rec is not None and rec["spec"] == spec.to_json() and rec.get("devices") == devices[n]
+                        and not (mesh_changed and spec.mode == "point")):
                     continue
                 self._apply_overlay(spec, devices[n], cfg.hook)
                 rt["overlays"][n] = {"spec": spec.to_json(), "source": "file", "persistent": False,
@@ -370,6 +411,12 @@ class Controller:
             if rt["overlays"][n]["source"] == "file" and n not in cfg.overlays:
                 self._remove_overlay(rt, n)
                 done.append("removed overlay %s" % n)
+        if cfg.mesh is None and rt.get("mesh"):
+            from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
+
+            mesh_apply.remove(self, rt.pop("mesh"))
+            self._mesh, self._mesh_known = None, True
+            done.append("removed mesh")
         rt["file"] = os.path.abspath(path) if path else None
         self.store.save_runtime(rt)
         return done
@@ -408,5 +455,9 @@ class Controller:
         # Overlays are map entries: removing the pins removes them all at
         # once (one by one, 10k overlays took minutes).
         self.dp.teardown()
+        if rt.get("mesh"):
+            from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
+
+            mesh_apply.remove(self, rt["mesh"])
         self.store.clear()
         remove(daemon.log_path(self.instance))  # and the instance's run directory

@@ -53,6 +53,7 @@ from pyovl.state import run_root
 log = logging.getLogger("pyovl.daemon")
 DROP_TTL_S = 10.0
 HOUSEKEEPING_S = 0.2
+MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
 NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
@@ -164,11 +165,26 @@ class Daemon:
         self.busy_s = 0.0  # time spent handling events
         # miss -> first delivery, ns, for `status` (bounded)
         self.latencies: collections.deque = collections.deque(maxlen=100_000)
+        # the IPsec mesh: SA state per encrypted peer, overlays it degrades
+        self.mesh = None
+        self.sa_up: dict[str, bool] = {}
+        self.mesh_faults: dict[str, str] = {}
+        self._sa_down_since: dict[str, float] = {}
+        self._repair_asked: dict[str, float] = {}
+        self._repair_thread: threading.Thread | None = None
+        self._next_mesh_check = 0.0
 
     # -- plugin instances ----------------------------------------------
     def sync_instances(self) -> None:
         """Match plugin instances to the overlays in the runtime state."""
         with self.lock:
+            mesh = self.ctl.mesh()
+            if mesh != self.mesh:
+                self.mesh = mesh
+                self._dests.clear()  # answers resolve differently now
+                for inst in self.by_name.values():
+                    if inst.started and inst.spec.mode == "dynamic":
+                        self._refresh(inst, None)
             specs = {n: OverlaySpec.from_json(r["spec"]) for n, r in self.ctl.overlays().items()}
             for name in list(self.by_name):
                 inst = self.by_name[name]
@@ -242,8 +258,10 @@ class Daemon:
             if ok:
                 dest = self._dests.get(ans)
                 if dest is None:
-                    dest = self._dests[ans] = abi.Dest(ip=abi.Addr.of(ans.ip), port=socket.htons(ans.port),
-                                                       state=abi.TARGET_VALID)
+                    ip, enc = self._resolve(ans.ip)
+                    dest = self._dests[ans] = abi.Dest(ip=abi.Addr.of(ip), port=socket.htons(ans.port),
+                                                       state=abi.TARGET_VALID,
+                                                       flags=abi.DEST_F_ENCRYPT if enc else 0)
             else:
                 dest = abi.Dest(state=abi.TARGET_DROP, expiry_ns=time.monotonic_ns() + int(DROP_TTL_S * 1e9))
                 self._drops.append((dest.expiry_ns, key))
@@ -297,7 +315,18 @@ class Daemon:
             return frame
         return frame[:12] + struct.pack("!HH", proxy.ETH_P_8021Q, vnic.vlan) + frame[12:]
 
+    def _resolve(self, ip: str) -> tuple[str, bool]:
+        """A plugin's answer as the mesh routes it (pyovl.mesh.Mesh.resolve)."""
+        if self.mesh is None:
+            return ip, False
+        r = self.mesh.resolve(ip)
+        return r.ip, r.encrypt
+
     def _send(self, inst: Instance, dest: Destination, frame: bytes, kind: str) -> None:
+        # To an encrypted peer the socket's packets take the kernel's IPsec
+        # policy like the mesh device's do: never plaintext.
+        ip, _ = self._resolve(dest.ip)
+        dest = Destination(ip, dest.port)
         fam = socket.AF_INET6 if ":" in dest.ip else socket.AF_INET
         s = self._sockets.get(fam)
         if s is None:
@@ -351,6 +380,71 @@ class Daemon:
                 if changed:
                     self._refresh(inst, changed)
             self._expire_drops()
+        now = time.monotonic()
+        if self.mesh is not None and now >= self._next_mesh_check:
+            self._next_mesh_check = now + MESH_CHECK_S
+            self._check_mesh(now)
+
+    # -- the IPsec mesh ------------------------------------------------------
+    def _check_mesh(self, now: float) -> None:
+        """Ground truth from the kernel: an encrypted peer is up when ESP
+        states exist both ways. Overlays that may send to a peer without
+        them are degraded, naming it; after mesh.repair_after seconds pyovl
+        asks IKE to bring the SA back (restarting its own charon if gone)."""
+        from pyovl.mesh import xfrm  # noqa: PLC0415
+
+        mesh = self.mesh
+        faults: dict[str, list[str]] = {}
+        need_repair = []
+        for p in mesh.encrypted_peers():
+            try:
+                out_ok, in_ok = xfrm.sa_present(mesh.me.external, p.external)
+            except PyovlError as e:
+                out_ok = in_ok = False
+                log.warning("mesh: cannot read the kernel's SAs: %s", e)
+            up = out_ok and in_ok
+            if self.sa_up.get(p.name) != up:
+                log.log(logging.INFO if up else logging.WARNING, "mesh peer %s (%s): IPsec SA %s", p.name,
+                        p.external, "up" if up else "missing (%s)" % ("no outbound" if in_ok else "no inbound"
+                                                                       if out_ok else "none"))
+            self.sa_up[p.name] = up
+            if up:
+                self._sa_down_since.pop(p.name, None)
+                continue
+            since = self._sa_down_since.setdefault(p.name, now)
+            msg = "no IPsec SA with mesh peer %s (%s)" % (p.name, p.external)
+            for name, inst in self.by_name.items():
+                if self._reaches(inst, p):
+                    faults.setdefault(name, []).append(msg)
+            if now - since >= mesh.repair_after and now - self._repair_asked.get(p.name, -1e9) >= mesh.repair_after:
+                need_repair.append(p.name)
+        with self.lock:
+            self.mesh_faults = {n: "; ".join(v) for n, v in faults.items()}
+        if need_repair and (self._repair_thread is None or not self._repair_thread.is_alive()):
+            for name in need_repair:
+                self._repair_asked[name] = now
+            self._repair_thread = threading.Thread(target=self._repair, args=(need_repair,), name="mesh-repair",
+                                                   daemon=True)
+            self._repair_thread.start()
+
+    def _reaches(self, inst: Instance, peer) -> bool:
+        """Can this overlay send to peer? Point overlays: when their
+        destination is that node; dynamic ones: their table may name any node."""
+        if inst.spec.mode != "point":
+            return True
+        node = self.mesh.node_of(inst.spec.props["direct/dest_ip"])
+        return node is not None and node.name == peer.name
+
+    def _repair(self, peers: list[str]) -> None:
+        from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
+
+        try:
+            log.info("mesh: asking IKE for SAs with %s", ", ".join(peers))
+            mesh_apply.repair(self.ctl, peers)
+        except PyovlError as e:
+            log.warning("mesh: repair failed: %s", e)
+        except Exception:  # noqa: BLE001 - the next check tries again
+            log.exception("mesh: repair failed")
 
     def _refresh(self, inst: Instance, macs: set | None) -> None:
         """Re-answer the targets whose answer may have changed."""
@@ -360,7 +454,8 @@ class Daemon:
                 continue
             ans = inst.plugin.lookup(mac)
             if isinstance(ans, Destination):
-                self.dp.set_target(vni, mac, ans.ip, ans.port)
+                ip, enc = self._resolve(ans.ip)
+                self.dp.set_target(vni, mac, ip, ans.port, encrypt=enc)
             else:
                 self.dp.del_target(vni, mac)
 
@@ -377,8 +472,12 @@ class Daemon:
 
     # -- views for the CLI and the metrics --------------------------------
     def degraded_now(self) -> dict[str, str]:
+        """Plugin faults and mesh faults, one message per overlay."""
         with self.lock:
-            return dict(self.degraded)
+            out = dict(self.degraded)
+            for name, msg in self.mesh_faults.items():
+                out[name] = "%s; %s" % (out[name], msg) if name in out else msg
+            return out
 
     def overlay_table(self) -> dict:
         with self.lock:
@@ -408,7 +507,8 @@ class Daemon:
                 pct = {p: lat[min(len(lat) - 1, int(len(lat) * p / 100))] / 1e3 if lat else None
                        for p in (50, 99)}
                 return {"ok": True, "pid": os.getpid(), "instance": self.instance,
-                        "degraded": dict(self.degraded), "metrics": self.metrics_addr,
+                        "degraded": self.degraded_now(), "metrics": self.metrics_addr,
+                        "mesh": {"sa_up": dict(self.sa_up)} if self.mesh is not None else None,
                         "events": self.handled, "resolved": self.resolved, "busy_s": self.busy_s,
                         "latency_us": {"p50": pct[50], "p99": pct[99], "samples": len(lat)}}
             if op == "modify":

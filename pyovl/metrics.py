@@ -81,6 +81,36 @@ class DatapathCollector:
             cap.add_metric([name], c)
         yield fill
         yield cap
+        yield from self._mesh(d)
         build = GaugeMetricFamily("pyovl_build_info", "pyovl version and kernel", labels=["version", "kernel"])
         build.add_metric([__version__, os.uname().release], 1)
         yield build
+
+    @staticmethod
+    def _mesh(d):
+        """SA state per encrypted peer (node names, not addresses) and the
+        plaintext refused by each layer: the data path per peer (inbound)
+        and per overlay (outbound, in pyovl_drops{reason="plaintext_tx"}),
+        the firewall per direction."""
+        mesh = d.mesh
+        if mesh is None:
+            return
+        sa = GaugeMetricFamily("pyovl_ipsec_sa_up", "1 when ESP states to and from the mesh peer exist",
+                               labels=["peer"])
+        for p in mesh.encrypted_peers():
+            sa.add_metric([p.name], 1 if d.sa_up.get(p.name) else 0)
+        yield sa
+        blocked = CounterMetricFamily("pyovl_plaintext_blocked", "Plaintext overlay packets refused",
+                                      labels=["peer", "direction", "layer"])
+        by_ip = {p.external: p.name for p in mesh.encrypted_peers()}
+        for ip, n in d.dp.mesh()["peers"].items():
+            if ip in by_ip:
+                blocked.add_metric([by_ip[ip], "in", "datapath"], n)
+        try:
+            from pyovl.mesh import firewall  # noqa: PLC0415
+
+            for key, n in firewall.counters(d.instance).items():
+                blocked.add_metric(["", "in" if key.endswith("_in") else "out", "firewall"], n)
+        except Exception:  # noqa: BLE001 - a missing table must not break the scrape
+            pass
+        yield blocked

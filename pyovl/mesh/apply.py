@@ -1,0 +1,176 @@
+"""Bring the mesh to what overlay.json says, failing closed at every step.
+
+apply(ctl, mesh, ports, overlays) is called by `pyovl up` before any overlay
+or target is written; remove(ctl, rec) by `down` (and by `up` when the file
+no longer has a mesh) after the data path is gone. The order is the point:
+  1. everything is validated first: key file (owner, mode, a key per
+     encrypted pair), external device, overlay MTUs against the ESP overhead;
+  2. the kernel's fallback policies ("ESP required") for every encrypted
+     pair: from here on the kernel cannot send plaintext overlay traffic to
+     those peers, whatever IKE does;
+  3. nftables on the external device (second layer);
+  4. the collect_md vxlan devices and the mesh maps (encrypted peers, the
+     devices, the external device): plaintext to or from encrypted peers is
+     now refused in the data path;
+  5. IKE (pyovl's own charon, or the operator's through vici): connections
+     and keys for exactly the encrypted pairs.
+remove() undoes them in the reverse order, the fallback policies last.
+What it did is recorded in the runtime state ("mesh"), so removal needs no
+config file.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyovl import netlink
+from pyovl.errors import UsageError
+from pyovl.mesh import Mesh, VXLAN_OVERHEAD, ESP_OVERHEAD, from_json
+
+DEVICE_PREFIX = "ovlm"
+
+
+def device_name(port: int) -> str:
+    return "%s%d" % (DEVICE_PREFIX, port)
+
+
+def run_dir(ctl) -> str:
+    return os.path.join(ctl.dp.state_dir, "ike")
+
+
+def external_device(mesh: Mesh) -> str:
+    if mesh.external_device:
+        netlink.ifindex(mesh.external_device)  # raises "no such interface"
+        return mesh.external_device
+    dev = netlink.device_of_address(mesh.me.external)
+    if dev is None:
+        raise UsageError("mesh: this node's external address %s (node %s) is not on any interface: add it, "
+                         "or name the device in mesh.external_device" % (mesh.me.external, mesh.self_name))
+    return dev
+
+
+def check_mtu(mesh: Mesh, ext_dev: str, overlays: dict) -> None:
+    """Frames of an encrypted path carry VXLAN and ESP: the overlay MTU must
+    leave room for both (Danube uses 1400 or less across PDCs)."""
+    if not mesh.encrypted_peers():
+        return
+    import ipaddress  # noqa: PLC0415
+
+    fam = ipaddress.ip_address(mesh.me.external).version
+    ext_mtu = netlink.link_info(ext_dev).get("mtu") or 1500
+    limit = ext_mtu - VXLAN_OVERHEAD[fam] - ESP_OVERHEAD
+    for name, spec in overlays.items():
+        if spec.mtu > limit:
+            raise UsageError("overlays.%s: mtu %d does not fit an encrypted path: at most %d on %s (MTU %d) "
+                             "minus VXLAN (%d) and ESP (%d)" % (name, spec.mtu, limit, ext_dev, ext_mtu,
+                                                               VXLAN_OVERHEAD[fam], ESP_OVERHEAD))
+
+
+def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
+    """Steps 1-5 above. Returns the runtime record."""
+    from pyovl.mesh import firewall, ike, keys, xfrm  # noqa: PLC0415
+
+    me, enc = mesh.me, mesh.encrypted_peers()
+    ext_dev = external_device(mesh)
+    check_mtu(mesh, ext_dev, overlays)
+    secrets = keys.load(mesh.keys, me.name, [p.name for p in enc]) if enc else {}
+    ports = sorted(ports)
+    old = ctl.runtime().get("mesh") or {}
+
+    # 2. the kernel refuses plaintext to encrypted peers from here on
+    old_pairs = {tuple(p) for p in old.get("fallback", [])}
+    new_pairs = {(me.external, p.external) for p in enc}
+    for local, remote in sorted(new_pairs):
+        xfrm.install_fallback(local, remote, ports)
+    for local, remote in sorted(old_pairs - new_pairs):
+        xfrm.remove_fallback(local, remote, old.get("ports", ports))
+
+    # 3. the firewall on the external device
+    firewall.apply(ctl.instance, ext_dev, ports, [p.external for p in mesh.peers()])
+
+    # 4. the data path: devices for the encrypted way out, then the maps
+    ctl._ensure_datapath([ext_dev], "auto")  # plaintext from outside is refused there
+    v6 = ":" in me.external
+    devices = {}
+    for port in ports:
+        netlink.ensure_mesh_device(device_name(port), port, ipv6=v6)
+        devices[port] = device_name(port)
+    for port in old.get("ports", []):
+        if port not in devices:
+            netlink.delete_link(device_name(port))
+    ctl.dp.set_mesh([p.external for p in enc], devices, [ext_dev])
+
+    # 5. IKE
+    vici = mesh.vici
+    if vici is None:
+        charon = ike.ManagedCharon(run_dir(ctl))
+        if not charon.running():
+            charon.start()
+        vici = charon.uri
+    drv = ike.Ike(vici)
+    try:
+        drv.apply(me, enc, secrets, set(ports), rekey_time=mesh.rekey_time)
+    finally:
+        drv.close()
+
+    return {"spec": mesh.to_json(), "ports": ports, "external_device": ext_dev,
+            "devices": sorted(devices.values()), "fallback": sorted([list(p) for p in new_pairs]),
+            "managed_charon": mesh.vici is None}
+
+
+def remove(ctl, rec: dict | None) -> None:
+    """Undo apply() from its runtime record; safe to repeat, and after a crash."""
+    if not rec:
+        return
+    from pyovl.mesh import firewall, ike, xfrm  # noqa: PLC0415
+
+    mesh = from_json(rec["spec"])
+    try:
+        if rec.get("managed_charon"):
+            ike.ManagedCharon(run_dir(ctl)).stop()
+        elif mesh is not None and mesh.vici:
+            drv = ike.Ike(mesh.vici)
+            try:
+                drv.apply(mesh.me, [], {}, set(rec.get("ports", [])), rekey_time=mesh.rekey_time)
+            finally:
+                drv.close()
+    finally:
+        if ctl.dp.loaded():
+            ctl.dp.set_mesh([], {}, [])
+        for dev in rec.get("devices", []):
+            netlink.delete_link(dev)
+        firewall.remove(ctl.instance)
+        for local, remote in rec.get("fallback", []):
+            xfrm.remove_fallback(local, remote, rec.get("ports", []))
+
+
+def repair(ctl, peers: list[str]) -> None:
+    """Bring IKE back for peers without an SA (the daemon calls this, off its
+    lookup thread, once a peer has had no SA for mesh.repair_after seconds):
+    restart pyovl's own charon if it is gone (loading the connections and
+    keys again), then ask for each peer's SA."""
+    from pyovl.mesh import ike, keys  # noqa: PLC0415
+
+    rec = ctl.runtime().get("mesh")
+    mesh = from_json(rec["spec"]) if rec else None
+    if mesh is None:
+        return
+    vici = mesh.vici
+    if vici is None:
+        charon = ike.ManagedCharon(run_dir(ctl))
+        if not charon.running():
+            charon.start()
+            enc = mesh.encrypted_peers()
+            secrets = keys.load(mesh.keys, mesh.me.name, [p.name for p in enc]) if enc else {}
+            drv = ike.Ike(charon.uri)
+            try:
+                drv.apply(mesh.me, enc, secrets, set(rec["ports"]), rekey_time=mesh.rekey_time)
+            finally:
+                drv.close()
+        vici = charon.uri
+    drv = ike.Ike(vici)
+    try:
+        for name in peers:
+            drv.initiate(name)
+    finally:
+        drv.close()
