@@ -82,14 +82,14 @@ def table_name(instance: str) -> str:
     """
     if not isinstance(instance, str) or not instance:
         raise UsageError("mesh firewall: the instance name is empty")
-    if _SAFE.match(instance):
+    if _SAFE.fullmatch(instance):
         return TABLE_PREFIX + instance
     digest = hashlib.sha256(instance.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return "%s%s_%s" % (TABLE_PREFIX, re.sub(r"[^A-Za-z0-9_.-]", "_", instance)[:48], digest)
 
 
 def _ifname(name: object) -> str:
-    if not isinstance(name, str) or not _IFNAME.match(name):
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name):
         raise UsageError("mesh firewall: invalid external interface name %r" % (name,))
     return name
 
