@@ -41,6 +41,10 @@ are pyovl up (apply after the SAs exist, before targets use them) and
 pyovl down (remove). Every failure is a PyovlError with one actionable line:
 UsageError for bad arguments, KernelError when nft or the kernel refuses,
 StateError when there is no table to read.
+
+Not every kernel can hold this table: Debian's user-mode-linux (6.1) has
+nf_tables without the inet/ip/ip6 families. available() says so, apply()
+fails with that reason, remove() still succeeds there.
 """
 
 from __future__ import annotations
@@ -307,7 +311,9 @@ def apply(instance: str, ext_ifname: str, ports: Iterable[int], mesh_peers: Iter
     script = render(instance, ext_ifname, ports, mesh_peers, keep=keep, log_drops=logs)
     p = _nft(["-f", "-"], script)
     if p.returncode != 0:
-        raise _refused("cannot apply the mesh firewall (table %s %s)" % (FAMILY, table), p)
+        what = "cannot apply the mesh firewall (table %s %s)" % (FAMILY, table)
+        why = available()  # names a missing kernel piece better than nft does
+        raise KernelError("%s: %s" % (what, why)) if why else _refused(what, p)
     log.info("mesh firewall %s %s on %s: ports %s, %d mesh peers", FAMILY, table, ext_ifname,
              ",".join(map(str, sorted(set(ports)))), len(set(mesh_peers)))
 
@@ -323,9 +329,9 @@ def remove(instance: str) -> None:
     log.info("mesh firewall %s %s removed", FAMILY, table)
 
 
-def counters(instance: str) -> dict[str, int]:
+def all_counters(instance: str) -> dict[str, int]:
     """Packets per named counter: plaintext_in, plaintext_out (the drops),
-    mesh_in, mesh_out (ESP and IKE to/from the mesh)."""
+    mesh_in, mesh_out (ESP and IKE from/to the mesh peers)."""
     table = table_name(instance)
     got = _read(table)
     if got is None:
@@ -334,4 +340,11 @@ def counters(instance: str) -> dict[str, int]:
     return {name: got.get(name, (0, 0))[0] for name in COUNTERS}
 
 
-__all__ = ["apply", "available", "counters", "remove", "render", "table_name"]
+def counters(instance: str) -> dict[str, int]:
+    """The drops: {"plaintext_in": packets, "plaintext_out": packets}.
+    StateError when the instance has no table here."""
+    got = all_counters(instance)
+    return {"plaintext_in": got["plaintext_in"], "plaintext_out": got["plaintext_out"]}
+
+
+__all__ = ["all_counters", "apply", "available", "counters", "remove", "render", "table_name"]

@@ -59,7 +59,10 @@ def apply(ns, ports=(PORT,), peers=(B_IP,)):
 
 def counters(ns):
     with netns.inside(ns):
-        return firewall.counters(ns)
+        drops = firewall.counters(ns)
+        every = firewall.all_counters(ns)
+    assert drops == {k: every[k] for k in ("plaintext_in", "plaintext_out")}
+    return every
 
 
 def listing(ns):

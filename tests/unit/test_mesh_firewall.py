@@ -220,8 +220,11 @@ def listing(table, **counters):
 def test_counters_from_nft_json(monkeypatch):
     fake = FakeNft([(0, listing("pyovl_x", plaintext_in=3, plaintext_out=2, mesh_in=7), "")])
     monkeypatch.setattr(firewall, "_nft", fake)
-    assert firewall.counters("x") == {"plaintext_in": 3, "plaintext_out": 2, "mesh_in": 7, "mesh_out": 0}
+    # counters() is the drops only: pyovl.metrics reports every key it returns as blocked.
+    assert firewall.counters("x") == {"plaintext_in": 3, "plaintext_out": 2}
     assert fake.calls[0][0] == ["-j", "list", "counters", "table", "inet", "pyovl_x"]
+    fake.answers.append((0, listing("pyovl_x", plaintext_in=3, mesh_in=7), ""))
+    assert firewall.all_counters("x") == {"plaintext_in": 3, "plaintext_out": 0, "mesh_in": 7, "mesh_out": 0}
 
 
 def test_counters_without_table(monkeypatch):
@@ -242,6 +245,7 @@ def test_not_permitted_is_one_line(monkeypatch):
 def test_apply_keeps_counters_and_reports_nft_errors(monkeypatch):
     monkeypatch.setattr(firewall.socket, "if_nametoindex", lambda name: 2)
     monkeypatch.setattr(firewall, "_log_supported", lambda: True)
+    monkeypatch.setattr(firewall, "available", lambda: None)
     err = ("/dev/stdin:30:3-80: Error: Could not process rule: No such file or directory\n"
            "\t\tiifname \"ul0\" udp dport @overlay_ports meta ipsec missing drop\n\t\t^^^^^^^^\n")
     fake = FakeNft([(0, listing("pyovl_x", plaintext_in=5), ""), (1, "", err)])
@@ -252,6 +256,17 @@ def test_apply_keeps_counters_and_reports_nft_errors(monkeypatch):
     assert "\n" not in msg and "No such file or directory" in msg and "meta ipsec missing" in msg
     assert fake.calls[1][0] == ["-f", "-"]
     assert "packets 5 bytes 500" in fake.calls[1][1]
+
+
+def test_apply_names_what_the_kernel_lacks(monkeypatch):
+    monkeypatch.setattr(firewall.socket, "if_nametoindex", lambda name: 2)
+    monkeypatch.setattr(firewall, "_log_supported", lambda: True)
+    reason = "this kernel has no nf_tables inet family (CONFIG_NF_TABLES_INET): No such file or directory"
+    monkeypatch.setattr(firewall, "available", lambda: reason)
+    err = "Error: Could not process rule: No such file or directory\n"
+    monkeypatch.setattr(firewall, "_nft", FakeNft([(1, "", err), (1, "", err)]))
+    with pytest.raises(KernelError, match=r"cannot apply the mesh firewall .*CONFIG_NF_TABLES_INET"):
+        firewall.apply("x", "ul0", [4789], [])
 
 
 def test_apply_validates_before_nft(monkeypatch):
