@@ -72,6 +72,9 @@ PRE_PRIORITY = "dstnat + 10"  # -90, see the module docstring
 POST_PRIORITY = "srcnat + 50"  # 150
 LOG_LIMIT = "limit rate 10/minute burst 5 packets"
 NFT_TIMEOUT = 30
+# nft's words when the kernel has no nf_tables inet family at all (EOPNOTSUPP
+# for "table inet ..."): there can be no table of ours then.
+_NO_FAMILY = "Operation not supported"
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # as config.IFNAME
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # letters nft takes unquoted in a name
@@ -283,7 +286,7 @@ def _read(table: str) -> dict[str, tuple[int, int]] | None:
     """{counter: (packets, bytes)} of table, None when there is no table."""
     p = _nft(["-j", "list", "counters", "table", FAMILY, table])
     if p.returncode != 0:
-        if "No such file or directory" in p.stderr:
+        if "No such file or directory" in p.stderr or _NO_FAMILY in p.stderr:
             return None
         raise _refused("cannot read the counters of table %s %s" % (FAMILY, table), p)
     try:
@@ -324,6 +327,9 @@ def remove(instance: str) -> None:
     # "table" first makes the delete valid when the table is absent, in the
     # same transaction (nft < 1.0.8 has no "destroy").
     p = _nft(["-f", "-"], "table %s %s\ndelete table %s %s\n" % (FAMILY, table, FAMILY, table))
+    if p.returncode != 0 and _NO_FAMILY in p.stderr:
+        log.debug("no nf_tables %s family in this kernel: no table to remove", FAMILY)
+        return
     if p.returncode != 0:
         raise _refused("cannot remove the mesh firewall (table %s %s)" % (FAMILY, table), p)
     log.info("mesh firewall %s %s removed", FAMILY, table)

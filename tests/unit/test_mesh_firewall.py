@@ -285,3 +285,12 @@ def test_nft_missing(monkeypatch):
     assert "install nftables" in firewall.available()
     with pytest.raises(KernelError, match="install nftables"):
         firewall.remove("x")
+
+
+def test_remove_and_counters_where_the_kernel_has_no_inet_family(monkeypatch):
+    # Debian's user-mode-linux: nf_tables without inet, "table inet x" is EOPNOTSUPP.
+    err = "Error: Could not process rule: Operation not supported\ntable inet pyovl_x\n^^^^^\n"
+    monkeypatch.setattr(firewall, "_nft", FakeNft([(1, "", err), (1, "", err)]))
+    firewall.remove("x")
+    with pytest.raises(StateError):
+        firewall.counters("x")
