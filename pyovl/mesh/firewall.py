@@ -30,12 +30,18 @@ Hooks and priorities, and why:
     NAT may re-route a packet through xfrm again (nf_xfrm_me_harder): this
     chain judges the route it really leaves with. Postrouting rather than
     output also covers forwarded packets.
+Both packet paths are checked with real ESP in
+tests/mesh/test_mesh_firewall_uml.py: dropping overlay UDP in prerouting
+without the ipsec condition kills the decrypted traffic, and so does
+dropping it in postrouting without it.
 
 Contract. render() is pure: it validates and returns an nft script that
 creates, or atomically replaces, table inet pyovl_<instance> in a single
 `nft -f` transaction ("table; delete table; table {...}"), so re-applying is
 idempotent and a failure leaves the previous table (or none) untouched,
-never half of one. apply(), remove() and counters() act on the network
+never half of one; apply() carries the counters' values over (read just
+before, so packets counted in between are lost). apply(), remove(),
+counters() and all_counters() act on the network
 namespace the calling thread is in (pyovl enters the instance's). Callers
 are pyovl up (apply after the SAs exist, before targets use them) and
 pyovl down (remove). Every failure is a PyovlError with one actionable line:
