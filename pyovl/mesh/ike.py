@@ -432,9 +432,14 @@ charon-systemd {
 class ManagedCharon:
     """charon-systemd run by pyovl in the current network namespace.
 
-    run_dir holds strongswan.conf, charon.vici (the socket), charon.log
-    and charon.stderr. charon-systemd writes no pid file (charon does:
-    /var/run/charon.pid, fixed), so several can run, one per namespace.
+    run_dir (pyovl's own, mode 0700) holds strongswan.conf, charon.vici (the
+    socket), charon.log, charon.stderr and charon.pid. charon-systemd
+    writes no pid file itself (/usr/lib/ipsec/charon does, at a fixed
+    /var/run/charon.pid), so several can run, one per namespace; pyovl
+    writes its own so that any process (the CLI, a restarted daemon) can
+    tell whether that charon runs and stop it. A pid counts only while
+    /proc/<pid> is this binary started with this run_dir's strongswan.conf,
+    so a stale file or a reused pid is never signalled.
     """
 
     def __init__(self, run_dir: str, binary: str = CHARON_SYSTEMD, start_timeout: float = 20.0,
@@ -453,6 +458,8 @@ class ManagedCharon:
     def vici_uri(self) -> str:
         return "unix://" + self.socket_path
 
+    uri = vici_uri
+
     @property
     def conf_path(self) -> str:
         return os.path.join(self.run_dir, "strongswan.conf")
@@ -462,13 +469,41 @@ class ManagedCharon:
         return os.path.join(self.run_dir, "charon.log")
 
     @property
+    def pid_path(self) -> str:
+        return os.path.join(self.run_dir, "charon.pid")
+
+    @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        """The running charon's pid (ours or found through the pid file)."""
+        if self._proc is not None:
+            return self._proc.pid if self._proc.poll() is None else None
+        return self._pid_from_file()
 
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self.pid is not None
+
+    def _pid_from_file(self) -> int | None:
+        try:
+            with open(self.pid_path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self._is_ours(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            if os.path.realpath("/proc/%d/exe" % pid) != os.path.realpath(self.binary):
+                return False
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%d/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X") and ("STRONGSWAN_CONF=" + self.conf_path).encode() in env
 
     def start(self) -> "ManagedCharon":
+        """Start charon unless it runs already; returns once vici answers."""
         if self.running():
             return self
         if not os.access(self.binary, os.X_OK):
@@ -481,14 +516,19 @@ class ManagedCharon:
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(render_conf(self.run_dir, log_level=self.log_level))
-        try:
-            os.unlink(self.socket_path)  # a stale one from a killed charon
-        except FileNotFoundError:
-            pass
+        for stale in (self.socket_path, self.pid_path):
+            try:
+                os.unlink(stale)  # from a charon that was killed
+            except FileNotFoundError:
+                pass
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STRONGSWAN_CONF": self.conf_path}
         with open(os.path.join(self.run_dir, "charon.stderr"), "ab") as err:
             self._proc = subprocess.Popen([self.binary], env=env, stdin=subprocess.DEVNULL, stdout=err,
                                           stderr=err, close_fds=True, start_new_session=True)
+        tmp = self.pid_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % self._proc.pid)
+        os.replace(tmp, self.pid_path)
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self._proc.poll() is not None:
@@ -517,31 +557,52 @@ class ManagedCharon:
         finally:
             ike.close()
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (charon deletes its SAs and policies, telling peers), wait,
-        then SIGKILL. Returns the exit status, None if it was not running."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM (charon deletes its SAs and policies and tells the peers),
+        wait, then SIGKILL. Works from any process through the pid file.
+        Returns whether a charon was running."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        pid = proc.pid if proc is not None and proc.poll() is None else self._pid_from_file()
+        if pid is not None:
+            self._signal_and_wait(pid, proc, timeout)
+        for path in (self.socket_path, self.pid_path):
             try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("charon-systemd %d ignored SIGTERM for %.0f s: killing it", proc.pid, timeout)
-                proc.kill()
-                proc.wait()
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
-        return proc.returncode
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return pid is not None
+
+    def _signal_and_wait(self, pid: int, proc: subprocess.Popen | None, timeout: float) -> None:
+        def gone() -> bool:
+            if proc is not None:
+                return proc.poll() is not None
+            return not self._is_ours(pid)  # not our child: watch /proc (zombie = gone)
+
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if sig == signal.SIGKILL:
+                log.warning("charon-systemd %d ignored SIGTERM for %.0f s: killing it", pid, timeout)
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                if gone():
+                    return
+                time.sleep(0.02)
 
     def kill(self) -> None:
-        """SIGKILL at once: charon leaves its SAs and policies in the kernel."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        """SIGKILL at once: charon leaves its SAs and policies in the kernel
+        (a crash, for tests). The pid and socket files stay, as after one."""
+        pid = self.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            if self._proc is not None:
+                self._proc.wait()
+            else:
+                end = time.monotonic() + 5
+                while self._is_ours(pid) and time.monotonic() < end:
+                    time.sleep(0.02)
         self._proc = None
 
     def __enter__(self) -> "ManagedCharon":
