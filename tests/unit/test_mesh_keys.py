@@ -15,8 +15,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pathlib
 import pickle
+import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 
 import pytest
@@ -46,8 +49,19 @@ def mode(path):
 
 
 @pytest.fixture
-def kdir(tmp_path):
-    return str(tmp_path / "keys")
+def tmp():
+    """A private scratch directory, removed afterwards (pytest's tmp_path
+    keeps the last runs' files around: these are key files)."""
+    d = tempfile.mkdtemp(prefix="pyovl-keys-test-")
+    try:
+        yield pathlib.Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def kdir(tmp):
+    return str(tmp / "keys")
 
 
 def load(d, me, peers):
@@ -149,8 +163,8 @@ def test_disagreeing_files_refused(kdir):
         keys.generate(INV, kdir)
 
 
-def test_loose_existing_dir_refused(tmp_path):
-    d = tmp_path / "k"
+def test_loose_existing_dir_refused(tmp):
+    d = tmp / "k"
     d.mkdir()
     os.chmod(d, 0o755)
     with pytest.raises(UsageError, match="chmod 700"):
@@ -202,17 +216,17 @@ def test_load_refuses_non_root_owner(kdir, monkeypatch):
         keys.load(os.path.join(kdir, "n1.json"), "n1", ["n3"])
 
 
-def test_load_refuses_symlink(kdir, tmp_path):
+def test_load_refuses_symlink(kdir, tmp):
     keys.generate(INV, kdir)
-    link = tmp_path / "link.json"
+    link = tmp / "link.json"
     os.symlink(os.path.join(kdir, "n1.json"), link)
     with pytest.raises(UsageError, match="symbolic link"):
         keys.load(str(link), "n1", ["n3"], require_root=False)
 
 
-def test_load_missing_file(tmp_path):
+def test_load_missing_file(tmp):
     with pytest.raises(UsageError, match="cannot read key file"):
-        keys.load(str(tmp_path / "nope.json"), "n1", [])
+        keys.load(str(tmp / "nope.json"), "n1", [])
 
 
 GOOD = base64.b64encode(b"k" * 32).decode()
@@ -232,8 +246,8 @@ GOOD = base64.b64encode(b"k" * 32).decode()
     (json.dumps({"version": 1, "pairs": {"n2+n3": GOOD}}), "not node n1's"),
     (json.dumps({"version": 1, "pairs": {"n1+n4": GOOD}}), "no key for pair n1\\+n3"),
 ])
-def test_load_refuses_malformed(tmp_path, content, msg):
-    path = tmp_path / "n1.json"
+def test_load_refuses_malformed(tmp, content, msg):
+    path = tmp / "n1.json"
     path.write_text(content)
     os.chmod(path, 0o600)
     with pytest.raises(UsageError, match=msg) as e:
