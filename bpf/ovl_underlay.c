@@ -90,7 +90,9 @@ drop:
 }
 
 /* Strip the outer headers; the inner Ethernet header is written back in place
- * of the outer one. DECAP_L3 sets skb->protocol to the inner IP version. */
+ * of the outer one. DECAP_L3 sets skb->protocol to the inner IP version.
+ * Returns 0, 1 (skb->protocol is stale: deliver so that it is re-parsed) or
+ * -OVL_DROP_DECAP_FAIL. */
 static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_rx *rx,
 					struct ethhdr *inner)
 {
@@ -104,12 +106,22 @@ static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_
 		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
 	else
 		flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV4;
-	if (bpf_skb_adjust_room(skb, -(int)rx->strip, BPF_ADJ_ROOM_MAC, flags) < 0)
-		return -OVL_DROP_DECAP_FAIL;
+	int reparse = 0;
+
+	if (bpf_skb_adjust_room(skb, -(int)rx->strip, BPF_ADJ_ROOM_MAC, flags) < 0) {
+		/* Kernels before 6.3 know no DECAP_L3 flags (EINVAL): shrink
+		 * without them; skb->protocol then still names the outer IP, so
+		 * the caller delivers through the veth (which re-parses) rather
+		 * than into the guest's ingress directly. */
+		if (bpf_skb_adjust_room(skb, -(int)rx->strip, BPF_ADJ_ROOM_MAC,
+					BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+			return -OVL_DROP_DECAP_FAIL;
+		reparse = 1;
+	}
 	inner->h_proto = rx->inner_proto; /* untagged, as the guest sent it */
 	if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
 		return -OVL_DROP_DECAP_FAIL;
-	return 0;
+	return reparse;
 }
 
 int ovl_underlay_tc(struct __sk_buff *skb)
@@ -119,7 +131,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	struct ovl_rx rx = {};
 	struct ethhdr inner;
 	__u32 id, len, n;
-	int rc, group;
+	int rc, group, reparse;
 
 	/* Outer headers and the inner Ethernet header must be linear. */
 	if (skb->len >= OVL_ENCAP4_LEN + ETH_HLEN &&
@@ -161,6 +173,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	rc = ovl_tc_decap(skb, &rx, &inner);
 	if (rc < 0)
 		goto drop;
+	reparse = rc;
 
 	if (group) {
 		n = ovl_flood(skb, rx.vni, 0, rx.vlan);
@@ -173,7 +186,7 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	ovl_count(id, OVL_STAT_RX_PACKETS, 1);
 	ovl_count(id, OVL_STAT_RX_BYTES, len);
 	ovl_trace_set(TC_ACT_REDIRECT, port.ifindex, rx.vni, 0, 0);
-	if ((port.flags & OVL_VNIC_F_PEER) &&
+	if ((port.flags & OVL_VNIC_F_PEER) && !reparse &&
 	    (rx.inner_proto == bpf_htons(ETH_P_IP) || rx.inner_proto == bpf_htons(ETH_P_IPV6)))
 		return bpf_redirect_peer(port.ifindex, 0);
 	/* Egress through the veth: the guest side re-parses the frame, which

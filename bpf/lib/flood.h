@@ -12,19 +12,18 @@
 static __always_inline __u32 ovl_flood(struct __sk_buff *skb, __u32 vni, __u32 exclude, __u16 vlan)
 {
 	struct ovl_flood *fl = flood.lookup(&vni);
-	__u32 i, n = 0, count;
+	__u32 i, n = 0;
 
 	if (!fl)
 		return 0;
-	count = fl->count;
-	if (count > OVL_MAX_FLOOD)
-		count = OVL_MAX_FLOOD;
+	/* Every slot, not the first fl->count: the writer (datapath.py) zeroes
+	 * unused ones. A loop that stops at count compiles to "i != min(count,
+	 * 32)", which the 6.1 verifier (user-mode-linux tests) cannot bound
+	 * ("sequence of 8193 jumps is too complex", then an access past the
+	 * array); a constant trip count it checks exactly. */
 	for (i = 0; i < OVL_MAX_FLOOD; i++) {
-		__u32 ifindex;
+		__u32 ifindex = fl->ifindex[i];
 
-		if (i >= count)
-			break;
-		ifindex = fl->ifindex[i];
 		if (ifindex == exclude || ifindex == 0 || fl->vlan[i] != vlan)
 			continue;
 		if (bpf_clone_redirect(skb, ifindex, 0) == 0)

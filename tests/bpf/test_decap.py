@@ -45,6 +45,16 @@ def test_decap_to_port(bpfenv, build, vni, port):
     assert bpfenv.dp.maps.overlay_stats(bpfenv.ov_id(vni))[abi.Stat.RX_PACKETS] == before + 2
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    import os
+    import re
+
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
+@pytest.mark.skipif(not _kernel_at_least(6, 3), reason="shrinking below an IPv6 header needs "
+                    "BPF_F_ADJ_ROOM_DECAP_L3_* (kernel 6.3+): a known limit of IPv6 underlays before it")
 def test_decap_short_non_ip_frame_under_ipv6(bpfenv):
     """A unicast ARP reply (28 bytes after Ethernet) under a 70-byte IPv6 outer:
     the remainder is shorter than an IPv6 header, which the kernel refuses
