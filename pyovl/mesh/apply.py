@@ -21,13 +21,16 @@ config file.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 
 from pyovl import netlink
 from pyovl.errors import UsageError
 from pyovl.mesh import Mesh, VXLAN_OVERHEAD, ESP_OVERHEAD, from_json
 
 DEVICE_PREFIX = "ovlm"
+log = logging.getLogger("pyovl.mesh")
 
 
 def device_name(port: int) -> str:
@@ -85,8 +88,14 @@ def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
     for local, remote in sorted(old_pairs - new_pairs):
         xfrm.remove_fallback(local, remote, old.get("ports", ports))
 
-    # 3. the firewall on the external device
-    firewall.apply(ctl.instance, ext_dev, ports, [p.external for p in mesh.peers()])
+    # 3. the firewall on the external device: a second layer. A kernel
+    # without nf_tables inet (Debian's user-mode-linux) runs without it:
+    # said in the record and by `mesh show`; the layers above still hold.
+    fw = firewall.available()
+    if fw is None:
+        firewall.apply(ctl.instance, ext_dev, ports, [p.external for p in mesh.peers()])
+    else:
+        log.warning("mesh: no nftables firewall on %s: %s", ext_dev, fw)
 
     # 4. the data path: devices for the encrypted way out, then the maps
     ctl._ensure_datapath([ext_dev], "auto")  # plaintext from outside is refused there
@@ -115,7 +124,7 @@ def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
 
     return {"spec": mesh.to_json(), "ports": ports, "external_device": ext_dev,
             "devices": sorted(devices.values()), "fallback": sorted([list(p) for p in new_pairs]),
-            "managed_charon": mesh.vici is None}
+            "managed_charon": mesh.vici is None, "firewall": fw or "applied"}
 
 
 def remove(ctl, rec: dict | None) -> None:
@@ -128,6 +137,7 @@ def remove(ctl, rec: dict | None) -> None:
     try:
         if rec.get("managed_charon"):
             ike.ManagedCharon(run_dir(ctl)).stop()
+            shutil.rmtree(run_dir(ctl), ignore_errors=True)  # its conf and log: down leaves nothing
         elif mesh is not None and mesh.vici:
             drv = ike.Ike(mesh.vici)
             try:
@@ -139,7 +149,8 @@ def remove(ctl, rec: dict | None) -> None:
             ctl.dp.set_mesh([], {}, [])
         for dev in rec.get("devices", []):
             netlink.delete_link(dev)
-        firewall.remove(ctl.instance)
+        if rec.get("firewall") == "applied":
+            firewall.remove(ctl.instance)
         for local, remote in rec.get("fallback", []):
             xfrm.remove_fallback(local, remote, rec.get("ports", []))
 
