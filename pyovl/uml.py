@@ -15,9 +15,11 @@ inside die with it; files written elsewhere on the host filesystem stay.
                            124 (timed out), 125 (UML could not run it: its
                            stderr says why and ends with the UML console).
 
-The working directory must be visible inside UML: not under /tmp, /run or
-/dev/shm (private tmpfs there; pytest's tmp_path is under /tmp). Each call
-boots a fresh kernel: about 2.5 s before argv starts, one CPU, no BPF JIT.
+/run, /tmp and /dev/shm are private tmpfs inside: the working directory
+must not be under /run or /dev; under /tmp only the checkout, the venv and
+the working directory itself stay visible (pytest's tmp_path does not).
+Each call boots a fresh kernel: about 2.5 s before argv starts, one CPU, no
+BPF JIT.
 Nothing is left on the host: uml-run kills UML and removes its private
 directories on exit, timeout and SIGTERM (which run() sends when its own
 deadline passes).
@@ -75,7 +77,7 @@ def available() -> str | None:
     if not (tree / "build" / "include").exists():
         return "no kernel headers for bcc inside user-mode-linux at %s/build: run scripts/setup-host" % tree
     cwd = os.getcwd() + "/"
-    if cwd.startswith(("/tmp/", "/run/", "/var/run/", "/dev/")):
+    if cwd.startswith(("/run/", "/var/run/", "/dev/")):
         return "the working directory %s is not visible inside user-mode-linux" % os.getcwd()
     return None
 
