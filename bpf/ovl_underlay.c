@@ -43,7 +43,7 @@ int ovl_underlay_xdp(struct xdp_md *ctx)
 	__u8 macs[12];
 	int rc;
 
-	rc = ovl_rx_classify(data, data_end, ctx->ingress_ifindex, &rx);
+	rc = ovl_rx_classify(data, data_end, ctx->ingress_ifindex, 0, &rx);
 	if (rc == 0) {
 		ovl_trace_set(XDP_PASS, 0, 0, 0, 0);
 		return XDP_PASS;
@@ -84,6 +84,8 @@ int ovl_underlay_xdp(struct xdp_md *ctx)
 	ovl_trace_set(XDP_REDIRECT, ifindex, rx.vni, 0, 0);
 	return bpf_redirect(ifindex, 0);
 drop:
+	if (rc == -OVL_DROP_PLAINTEXT_RX)
+		ovl_mesh_count_plaintext(rx.mesh_peer);
 	ovl_count_drop(id, -rc);
 	ovl_trace_set(XDP_DROP, 0, rx.vni, -rc, 0);
 	return XDP_DROP;
@@ -140,7 +142,9 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 
-	rc = ovl_rx_classify(data, data_end, skb->ingress_ifindex, &rx);
+	rc = ovl_rx_classify(data, data_end, skb->ingress_ifindex, 0, &rx);
+	if (rc == -OVL_DROP_PLAINTEXT_RX && ovl_skb_decrypted(skb))
+		rc = ovl_rx_classify(data, data_end, skb->ingress_ifindex, 1, &rx);
 	if (rc == 0) {
 		ovl_trace_set(TC_ACT_OK, 0, 0, 0, 0);
 		return TC_ACT_OK;
@@ -193,6 +197,8 @@ int ovl_underlay_tc(struct __sk_buff *skb)
 	 * non-IP frames need (skb->protocol still names the outer IP). */
 	return bpf_redirect(port.ifindex, 0);
 drop:
+	if (rc == -OVL_DROP_PLAINTEXT_RX)
+		ovl_mesh_count_plaintext(rx.mesh_peer);
 	ovl_count_drop(id, -rc);
 	ovl_trace_set(TC_ACT_SHOT, 0, rx.vni, -rc, 0);
 	return TC_ACT_SHOT;

@@ -54,6 +54,7 @@ log = logging.getLogger("pyovl.daemon")
 DROP_TTL_S = 10.0
 HOUSEKEEPING_S = 0.2
 MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
+REPAIR_MAX_S = 60.0  # the longest wait between two repairs of one peer
 NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
@@ -153,7 +154,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.m = DaemonMetrics(self.registry)
         self.registry.register(DatapathCollector(self))
-        self._sockets: dict[int, socket.socket] = {}
+        self._sockets: dict[tuple, socket.socket] = {}  # (family, encrypted) -> socket
         self._dests: dict = {}  # Destination -> abi.Dest, built once
         self._drops: collections.deque = collections.deque()  # (expiry_ns, key) of DROPs we cached
         self._counters: dict = {}
@@ -171,6 +172,7 @@ class Daemon:
         self.mesh_faults: dict[str, str] = {}
         self._sa_down_since: dict[str, float] = {}
         self._repair_asked: dict[str, float] = {}
+        self._repair_wait: dict[str, float] = {}
         self._repair_thread: threading.Thread | None = None
         self._next_mesh_check = 0.0
 
@@ -325,13 +327,15 @@ class Daemon:
     def _send(self, inst: Instance, dest: Destination, frame: bytes, kind: str) -> None:
         # To an encrypted peer the socket's packets take the kernel's IPsec
         # policy like the mesh device's do: never plaintext.
-        ip, _ = self._resolve(dest.ip)
+        # Bound to this node's external address: the IPsec policies (and
+        # their fail-closed fallbacks) select on it.
+        ip, enc = self._resolve(dest.ip)
         dest = Destination(ip, dest.port)
         fam = socket.AF_INET6 if ":" in dest.ip else socket.AF_INET
-        s = self._sockets.get(fam)
+        s = self._sockets.get((fam, enc))
         if s is None:
-            s = self._sockets[fam] = socket.socket(fam, socket.SOCK_DGRAM)
-            lip = inst.spec.props.get("vxlan/listen_ip", "")
+            s = self._sockets[(fam, enc)] = socket.socket(fam, socket.SOCK_DGRAM)
+            lip = self.mesh.me.external if enc else inst.spec.props.get("vxlan/listen_ip", "")
             if lip and lip not in ("0.0.0.0", "::") and (":" in lip) == (fam == socket.AF_INET6):
                 s.bind((lip, 0))  # the outer source strict peers expect
         try:
@@ -410,14 +414,19 @@ class Daemon:
             self.sa_up[p.name] = up
             if up:
                 self._sa_down_since.pop(p.name, None)
+                self._repair_wait.pop(p.name, None)
                 continue
             since = self._sa_down_since.setdefault(p.name, now)
             msg = "no IPsec SA with mesh peer %s (%s)" % (p.name, p.external)
             for name, inst in self.by_name.items():
                 if self._reaches(inst, p):
                     faults.setdefault(name, []).append(msg)
-            if now - since >= mesh.repair_after and now - self._repair_asked.get(p.name, -1e9) >= mesh.repair_after:
+            wait = self._repair_wait.get(p.name, mesh.repair_after)
+            if now - since >= mesh.repair_after and now - self._repair_asked.get(p.name, -1e9) >= wait:
                 need_repair.append(p.name)
+                # a peer that stays unreachable is asked less and less often
+                # (each ask starts an IKE exchange)
+                self._repair_wait[p.name] = min(REPAIR_MAX_S, wait * 2)
         with self.lock:
             self.mesh_faults = {n: "; ".join(v) for n, v in faults.items()}
         if need_repair and (self._repair_thread is None or not self._repair_thread.is_alive()):

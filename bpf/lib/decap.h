@@ -11,7 +11,9 @@
  *   -OVL_DROP_*       ours but unacceptable (truncated inner frame, strict
  *                     source check failed, plaintext from an encrypted peer
  *                     or on an external interface: mesh.h); rx->ov is set
- *                     for counting.
+ *                     for counting (and rx->mesh_peer for PLAINTEXT_RX).
+ * decrypted: the kernel has decrypted this packet (TC only: with ESP GRO the
+ * decrypted packet comes through the device again, secpath attached).
  * It only reads the packet; pointers are checked against data_end here.
  */
 #ifndef OVL_DECAP_H
@@ -24,11 +26,12 @@ struct ovl_rx {
 	struct ethhdr *inner;
 	__be16 inner_proto;        /* inner ethertype (after an 802.1Q tag) */
 	__u16 vlan;                /* inner VLAN id, 0 = untagged */
+	struct ovl_mesh_peer *mesh_peer; /* PLAINTEXT_RX from this mesh node */
 };
 
 static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 				      struct ovl_addr *saddr, struct ovl_addr *daddr,
-				      __u32 strip, __u32 ifindex, struct ovl_rx *rx)
+				      __u32 strip, __u32 ifindex, int decrypted, struct ovl_rx *rx)
 {
 	struct ovl_vxlanhdr *vx = (void *)(udp + 1);
 	struct ovl_peer_key pk = {};
@@ -46,7 +49,7 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 		return 0;
 	vni = bpf_ntohl(vx->vni) >> 8;
 	ov = overlays.lookup(&vni);
-	if (ovl_mesh_plaintext_refused(ifindex, saddr)) {
+	if (!decrypted && ovl_mesh_plaintext_refused(ifindex, saddr, &rx->mesh_peer)) {
 		/* before the VNI and listen checks: whatever it claims, plaintext
 		 * from an encrypted peer or on the external side never passes */
 		rx->ov = ov;
@@ -91,12 +94,13 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 }
 
 static __always_inline int ovl_rx_classify(void *data, void *data_end, __u32 ifindex,
-					   struct ovl_rx *rx)
+					   int decrypted, struct ovl_rx *rx)
 {
 	struct ethhdr *eth = data;
 	struct ovl_addr saddr, daddr;
 
 	rx->ov = 0;
+	rx->mesh_peer = 0;
 	if ((void *)(eth + 1) > data_end)
 		return 0;
 
@@ -113,7 +117,7 @@ static __always_inline int ovl_rx_classify(void *data, void *data_end, __u32 ifi
 		udp = (void *)(ip + 1);
 		ovl_addr_set_v4(&saddr, ip->saddr);
 		ovl_addr_set_v4(&daddr, ip->daddr);
-		return ovl_rx_udp(data_end, udp, &saddr, &daddr, OVL_ENCAP4_LEN, ifindex, rx);
+		return ovl_rx_udp(data_end, udp, &saddr, &daddr, OVL_ENCAP4_LEN, ifindex, decrypted, rx);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -126,7 +130,7 @@ static __always_inline int ovl_rx_classify(void *data, void *data_end, __u32 ifi
 		ovl_addr_set_v6(&saddr, &ip6->saddr);
 		ovl_addr_set_v6(&daddr, &ip6->daddr);
 		return ovl_rx_udp(data_end, (void *)(ip6 + 1), &saddr, &daddr,
-				  OVL_ENCAP6_LEN, ifindex, rx);
+				  OVL_ENCAP6_LEN, ifindex, decrypted, rx);
 	}
 	return 0;
 }

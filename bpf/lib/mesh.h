@@ -64,17 +64,35 @@ static __always_inline int ovl_mesh_external(__u32 ifindex)
 	return f && (*f & OVL_MESH_IF_EXTERNAL);
 }
 
-/* Plaintext VXLAN arrived from saddr on ifindex: must it be dropped? Counts
- * the drop against the peer when the address is a mesh node. */
-static __always_inline int ovl_mesh_plaintext_refused(__u32 ifindex, const struct ovl_addr *saddr)
+/* Plaintext VXLAN arrived from saddr on ifindex: must it be dropped?
+ * *peer is set when the address is a mesh node (the caller counts the drop
+ * against it with ovl_mesh_count_plaintext). */
+static __always_inline int ovl_mesh_plaintext_refused(__u32 ifindex, const struct ovl_addr *saddr,
+						      struct ovl_mesh_peer **peer)
 {
 	struct ovl_mesh_peer *mp = mesh_peers.lookup((struct ovl_addr *)saddr);
 
 	if (mp && (mp->flags & OVL_MESH_F_ENCRYPT)) {
-		__sync_fetch_and_add(&mp->plaintext_rx, 1);
+		*peer = mp;
 		return 1;
 	}
 	return ovl_mesh_external(ifindex);
+}
+
+static __always_inline void ovl_mesh_count_plaintext(struct ovl_mesh_peer *mp)
+{
+	if (mp)
+		__sync_fetch_and_add(&mp->plaintext_rx, 1);
+}
+
+/* Did the kernel decrypt this skb (a secpath with at least one state)? With
+ * ESP GRO (esp4_offload) a decrypted transport-mode packet is received on
+ * its device again, so TC sees it: it is not plaintext. */
+static __always_inline int ovl_skb_decrypted(struct __sk_buff *skb)
+{
+	struct bpf_xfrm_state x = {};
+
+	return bpf_skb_get_xfrm_state(skb, 0, &x, sizeof(x), 0) == 0;
 }
 
 #endif /* OVL_MESH_H */
