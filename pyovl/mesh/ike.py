@@ -35,8 +35,9 @@ fallback covers charon being gone. Repairs are one-sided to avoid
 simultaneous re-initiation: only the node whose name sorts first re-creates
 the SA when the peer closes it (close_action start) or dies (dpd_action
 restart); the other just keeps its trap. If both sides initiate at the very
-same moment strongSwan keeps two IKE_SAs with the same CHILD_SAs; traffic
-still flows (the kernel uses the newest outbound SA) and tidy() ends the
+same moment there are two IKE_SAs with the same CHILD_SAs (unique=never:
+see connection()); traffic flows through either (the kernel uses the
+newest outbound SA, accepts all inbound ones) and tidy() ends the
 redundant one.
 
 Secrets: the PSK goes into the load-shared message and nowhere else: not in
@@ -71,6 +72,12 @@ ESP_PROPOSAL = "aes256gcm16-modp3072"
 CHARON_SYSTEMD = "/usr/sbin/charon-systemd"
 # Plugins a PSK-only, transport-mode charon needs (sha1: NAT detection hashes).
 CHARON_PLUGINS = "random nonce aes sha1 sha2 hmac kdf gmp kernel-netlink socket-default vici"
+
+
+# CHILD_SA states whose kernel SAs carry traffic. A rekey moves the old one
+# to REKEYING while the new one installs: counting only INSTALLED would
+# report "down" for a moment at every rekey.
+LIVE_CHILD = frozenset({"INSTALLED", "UPDATING", "REKEYING"})
 
 
 class IkeError(KernelError):
@@ -143,6 +150,15 @@ def connection(self_node: Any, peer: Any, ports: Iterable[int], *, rekey_time: i
         "encap": "no",
         "mobike": "no",
         "keyingtries": "0",
+        # Simultaneous initiation (both ends start at load, or one side's
+        # trap fires while the other starts) must stay harmless. With
+        # strongSwan's default (unique=no) each end destroys, silently, the
+        # IKE_SA it already has when the other's IKE_AUTH carries
+        # INITIAL_CONTACT, which both do here: the ends can keep different
+        # IKE_SAs and black-hole traffic until the next rekey. "never" keeps
+        # both; tidy() ends the redundant one, DPD the stale one after a
+        # peer crashed (the kernel sends on the newest SA meanwhile).
+        "unique": "never",
         "dpd_delay": _secs(dpd_delay),
         "rekey_time": _secs(4 * rekey_time),
         "reauth_time": "0",
@@ -305,7 +321,9 @@ class Ike:
         return out
 
     def installed_children(self) -> dict[str, set[str]]:
-        """peer -> names of its INSTALLED CHILD_SAs under an ESTABLISHED IKE_SA."""
+        """peer -> names of its CHILD_SAs that carry traffic (INSTALLED, or
+        being rekeyed or updated: their kernel SAs still work) under an
+        ESTABLISHED IKE_SA."""
         out: dict[str, set[str]] = {}
         for ev in self.list_sas():
             for name, sa in ev.items():
@@ -314,7 +332,7 @@ class Ike:
                 if _s(sa.get("state", b"")) != "ESTABLISHED":
                     continue
                 for child in (sa.get("child-sas") or {}).values():
-                    if _s(child.get("state", b"")) == "INSTALLED" and _s(child.get("mode", b"")) == "TRANSPORT":
+                    if _s(child.get("state", b"")) in LIVE_CHILD and _s(child.get("mode", b"")) == "TRANSPORT":
                         kids.add(_s(child.get("name", b"")))
         return out
 
@@ -362,7 +380,7 @@ class Ike:
                 we_initiated = _s(sa.get("initiator", b"no")) == "yes"
                 preferred = we_initiated == (self_name < peer)
                 kids = {_s(c.get("name", b"")) for c in (sa.get("child-sas") or {}).values()
-                        if _s(c.get("state", b"")) == "INSTALLED"}
+                        if _s(c.get("state", b"")) in LIVE_CHILD}
                 complete = set(child_names(peer)) <= kids
                 rank = (0 if preferred else 1, _s(sa.get("initiator-spi", b"")))
                 by_peer.setdefault(peer, []).append((rank, _s(sa.get("uniqueid", b"")), complete))

@@ -55,6 +55,7 @@ def test_connection_shape():
     assert c["local"] == {"auth": "psk", "id": "n1"} and c["remote"] == {"auth": "psk", "id": "n2"}
     assert c["encap"] == "no" and c["mobike"] == "no" and c["reauth_time"] == "0"
     assert c["keyingtries"] == "0"
+    assert c["unique"] == "never"  # INITIAL_CONTACT must not destroy a simultaneous IKE_SA
     assert set(c["children"]) == {"pyovl-n2-to-peer", "pyovl-n2-to-self"}
     for child in c["children"].values():
         assert child["mode"] == "transport"
@@ -322,6 +323,15 @@ def test_sa_state(fake):
     assert i.sa_state() == {"n2": True, "n3": False}
     f.sas = [established("n2", ike.child_names("n2"), state="CONNECTING")]
     assert i.sa_state() == {"n2": False, "n3": False}
+    # a CHILD_SA being rekeyed still carries traffic: no "down" blip per rekey
+    sa = established("n2", ike.child_names("n2"))
+    for c in sa["pyovl-n2"]["child-sas"].values():
+        c["state"] = b"REKEYING"
+    f.sas = [sa]
+    assert i.sa_state()["n2"] is True
+    for c in sa["pyovl-n2"]["child-sas"].values():
+        c["state"] = b"DELETING"
+    assert i.sa_state()["n2"] is False
 
 
 def test_initiate_only_missing_children(fake):
