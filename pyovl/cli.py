@@ -522,29 +522,29 @@ def mesh_keygen(inv, directory):
 @click.pass_context
 def mesh_show(ctx, as_json):
     """Peers of this node: PDC, address used, encryption, SA state, plaintext refused."""
-    from pyovl.mesh import xfrm  # noqa: PLC0415
+    from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
 
     ctl = _ctl(ctx)
     m = ctl.mesh()
     if m is None:
         raise UsageError("no mesh is applied on instance %s" % ctl.instance)
     drops = ctl.dp.mesh()["peers"] if ctl.dp.loaded() else {}
+    health = mesh_apply.health(ctl, m)
     rows = []
     for p in m.peers():
         r = m.resolve(p.admin)
-        sa = "-"
-        if r.encrypt:
-            out_ok, in_ok = xfrm.sa_present(m.me.external, p.external)
-            sa = "up" if out_ok and in_ok else "out-only" if out_ok else "in-only" if in_ok else "down"
+        up, why, _ = health.get(p.name, (False, "", False))
         rows.append({"peer": p.name, "pdc": p.pdc, "address": r.ip, "ipsec": "yes" if r.encrypt else "no",
-                     "sa": sa, "plaintext_in_dropped": drops.get(p.external, 0) if r.encrypt else 0})
+                     "sa": ("up" if up else "down") if r.encrypt else "-", "detail": "" if up else why,
+                     "plaintext_in_dropped": drops.get(p.external, 0) if r.encrypt else 0})
     if as_json:
         click.echo(json.dumps({"self": m.self_name, "pdc": m.me.pdc, "peers": rows}, indent=1))
         return
-    click.echo("%-12s %-8s %-16s %-6s %-9s %s" % ("PEER", "PDC", "ADDRESS", "IPSEC", "SA", "PLAINTEXT-IN"))
+    click.echo("%-12s %-8s %-16s %-6s %-5s %-13s %s" % ("PEER", "PDC", "ADDRESS", "IPSEC", "SA", "PLAINTEXT-IN",
+                                                      "DETAIL"))
     for r in rows:
-        click.echo("%-12s %-8s %-16s %-6s %-9s %d" % (r["peer"], r["pdc"], r["address"], r["ipsec"], r["sa"],
-                                                      r["plaintext_in_dropped"]))
+        click.echo("%-12s %-8s %-16s %-6s %-5s %-13d %s" % (r["peer"], r["pdc"], r["address"], r["ipsec"], r["sa"],
+                                                           r["plaintext_in_dropped"], r["detail"] or "-"))
 
 
 @cli.group(cls=_Group)

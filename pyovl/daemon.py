@@ -395,29 +395,30 @@ class Daemon:
         states exist both ways. Overlays that may send to a peer without
         them are degraded, naming it; after mesh.repair_after seconds pyovl
         asks IKE to bring the SA back (restarting its own charon if gone)."""
-        from pyovl.mesh import xfrm  # noqa: PLC0415
+        from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
 
         mesh = self.mesh
         faults: dict[str, list[str]] = {}
-        need_repair = []
+        need_repair, stale = [], set()
+        try:
+            health = mesh_apply.health(self.ctl, mesh)
+        except PyovlError as e:
+            log.warning("mesh: cannot read the SAs: %s", e)
+            health = {p.name: (False, str(e), False) for p in mesh.encrypted_peers()}
         for p in mesh.encrypted_peers():
-            try:
-                out_ok, in_ok = xfrm.sa_present(mesh.me.external, p.external)
-            except PyovlError as e:
-                out_ok = in_ok = False
-                log.warning("mesh: cannot read the kernel's SAs: %s", e)
-            up = out_ok and in_ok
+            up, why, is_stale = health.get(p.name, (False, "unknown", False))
+            if is_stale:
+                stale.add(p.name)
             if self.sa_up.get(p.name) != up:
                 log.log(logging.INFO if up else logging.WARNING, "mesh peer %s (%s): IPsec SA %s", p.name,
-                        p.external, "up" if up else "missing (%s)" % ("no outbound" if in_ok else "no inbound"
-                                                                       if out_ok else "none"))
+                        p.external, "up" if up else "missing: %s" % why)
             self.sa_up[p.name] = up
             if up:
                 self._sa_down_since.pop(p.name, None)
                 self._repair_wait.pop(p.name, None)
                 continue
             since = self._sa_down_since.setdefault(p.name, now)
-            msg = "no IPsec SA with mesh peer %s (%s)" % (p.name, p.external)
+            msg = "no IPsec SA with mesh peer %s (%s): %s" % (p.name, p.external, why)
             for name, inst in self.by_name.items():
                 if self._reaches(inst, p):
                     faults.setdefault(name, []).append(msg)
@@ -432,8 +433,8 @@ class Daemon:
         if need_repair and (self._repair_thread is None or not self._repair_thread.is_alive()):
             for name in need_repair:
                 self._repair_asked[name] = now
-            self._repair_thread = threading.Thread(target=self._repair, args=(need_repair,), name="mesh-repair",
-                                                   daemon=True)
+            self._repair_thread = threading.Thread(target=self._repair, args=(need_repair, stale & set(need_repair)),
+                                                   name="mesh-repair", daemon=True)
             self._repair_thread.start()
 
     def _reaches(self, inst: Instance, peer) -> bool:
@@ -444,12 +445,13 @@ class Daemon:
         node = self.mesh.node_of(inst.spec.props["direct/dest_ip"])
         return node is not None and node.name == peer.name
 
-    def _repair(self, peers: list[str]) -> None:
+    def _repair(self, peers: list[str], stale: set[str]) -> None:
         from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
 
         try:
-            log.info("mesh: asking IKE for SAs with %s", ", ".join(peers))
-            mesh_apply.repair(self.ctl, peers)
+            log.info("mesh: asking IKE for SAs with %s%s", ", ".join(peers),
+                     " (rekeying %s)" % ", ".join(sorted(stale)) if stale else "")
+            mesh_apply.repair(self.ctl, peers, stale)
         except PyovlError as e:
             log.warning("mesh: repair failed: %s", e)
         except Exception:  # noqa: BLE001 - the next check tries again

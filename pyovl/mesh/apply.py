@@ -155,11 +155,11 @@ def remove(ctl, rec: dict | None) -> None:
             xfrm.remove_fallback(local, remote, rec.get("ports", []))
 
 
-def repair(ctl, peers: list[str]) -> None:
+def repair(ctl, peers: list[str], stale: set[str] = frozenset()) -> None:
     """Bring IKE back for peers without an SA (the daemon calls this, off its
     lookup thread, once a peer has had no SA for mesh.repair_after seconds):
     restart pyovl's own charon if it is gone (loading the connections and
-    keys again), then ask for each peer's SA."""
+    keys again), then ask for each peer's SA, or rekey the stale ones."""
     from pyovl.mesh import ike, keys  # noqa: PLC0415
 
     rec = ctl.runtime().get("mesh")
@@ -182,6 +182,68 @@ def repair(ctl, peers: list[str]) -> None:
     drv = ike.Ike(vici)
     try:
         for name in peers:
-            drv.initiate(name)
+            if name in stale:
+                drv.rekey(name)  # new SAs on both ends replace the vanished ones
+            else:
+                drv.initiate(name)
     finally:
         drv.close()
+
+
+def vici_uri(ctl, mesh: Mesh) -> str:
+    from pyovl.mesh import ike  # noqa: PLC0415
+
+    return mesh.vici or ike.ManagedCharon(run_dir(ctl)).uri
+
+
+def health(ctl, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
+    """Per encrypted peer: (up, why not, stale). Up means: for both of the
+    peer's CHILD_SAs, IKE has one installed whose two SPIs the kernel holds
+    as ESP states. stale: IKE believes in a CHILD_SA the kernel no longer
+    has (someone deleted it): only a rekey replaces it on both ends. Without
+    an answer from IKE, the kernel's states alone decide."""
+    from pyovl.mesh import ike, xfrm  # noqa: PLC0415
+
+    me = mesh.me.external
+    states = {(s.src, s.dst, s.spi) for s in xfrm.list_states() if s.proto == "esp" and s.spi}
+    events, err = [], None
+    try:
+        drv = ike.Ike(vici_uri(ctl, mesh), timeout=3.0)
+        try:
+            events = drv.list_sas()
+        finally:
+            drv.close()
+    except ike.IkeError as e:
+        err = str(e)
+    children: dict[str, list[tuple[str, int, int]]] = {}
+    for ev in events:
+        for name, sa in ev.items():
+            if ike._s(sa.get("state", b"")) != "ESTABLISHED":
+                continue
+            for child in (sa.get("child-sas") or {}).values():
+                if ike._s(child.get("state", b"")) not in ike.LIVE_CHILD:
+                    continue
+                try:
+                    spi_in = int(ike._s(child.get("spi-in", b"0")), 16)
+                    spi_out = int(ike._s(child.get("spi-out", b"0")), 16)
+                except ValueError:
+                    continue
+                children.setdefault(name[len(ike.CONN_PREFIX):], []).append(
+                    (ike._s(child.get("name", b"")), spi_in, spi_out))
+    out = {}
+    for p in mesh.encrypted_peers():
+        if err is not None:
+            kernel = any(s == me and d == p.external for s, d, _ in states) and \
+                any(s == p.external and d == me for s, d, _ in states)
+            out[p.name] = (False, "IKE not answering (%s)%s" % (err, "" if kernel else "; no kernel SA"), False)
+            continue
+        missing, stale = [], False
+        for want in ike.child_names(p.name):
+            have = [(i, o) for n, i, o in children.get(p.name, []) if n == want]
+            if any((p.external, me, i) in states and (me, p.external, o) in states for i, o in have):
+                continue
+            missing.append(want[len(ike.conn_name(p.name)) + 1:])
+            stale = stale or bool(have)
+        out[p.name] = (not missing, "no SA for %s%s" % (", ".join(missing),
+                                                        " (deleted from the kernel)" if stale else ""), stale)
+    return out

@@ -150,8 +150,10 @@ def test_forged_plaintext_from_an_encrypted_peer_is_dropped_and_counted(lab):
         # from n3's external side, and spoofed onto the dc1 admin network by n2
         for ns, dev, dmac, dst in ((lab.node(3), "ex0", n1_ex, external_ip(1)),
                                    (lab.node(2), "ul0", n1_ul, admin_ip(1))):
-            frame = bytes(Ether(dst=dmac) / IP(src=external_ip(3), dst=dst) / UDP(sport=40000, dport=4789) /
-                          VXLAN(vni=300, flags=0x08) / inner)
+            smac = json.loads(sh("ip", "-j", "link", "show", dev, ns=ns).stdout)[0]["address"]
+            # a real source MAC: the bridge drops frames from 00:00:00:00:00:00
+            frame = bytes(Ether(dst=dmac, src=smac) / IP(src=external_ip(3), dst=dst) /
+                          UDP(sport=40000, dport=4789) / VXLAN(vni=300, flags=0x08) / inner)
             with netns.inside(ns):
                 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
                 s.bind((dev, 0))
