@@ -365,13 +365,15 @@ class Ike:
     def tidy(self, self_name: str) -> int:
         """End redundant IKE_SAs (from simultaneous initiation) per peer.
 
-        Both ends must pick the same IKE_SA to keep without talking: the
-        one initiated by the node whose name sorts first, and among those
-        the lowest initiator SPI (the SPIs are the same on both ends). Only
-        acts when the kept one has both CHILD_SAs installed. Returns how many
-        IKE_SAs it ended.
+        Both ends must pick the same IKE_SA to keep without talking, from
+        facts both see alike: one carrying both CHILD_SAs first (strongSwan
+        refuses a CHILD_SA that duplicates one in another IKE_SA, so after a
+        race the two IKE_SAs can hold one child each, or one holds both),
+        then the one initiated by the node whose name sorts first, then the
+        lowest initiator SPI. Nothing is ended unless the kept one carries
+        both CHILD_SAs. Returns how many IKE_SAs it ended.
         """
-        by_peer: dict[str, list[tuple[tuple[int, str], str, bool]]] = {}
+        by_peer: dict[str, list[tuple[tuple[int, int, str], str]]] = {}
         for ev in self.list_sas():
             for name, sa in ev.items():
                 if _s(sa.get("state", b"")) != "ESTABLISHED":
@@ -382,16 +384,14 @@ class Ike:
                 kids = {_s(c.get("name", b"")) for c in (sa.get("child-sas") or {}).values()
                         if _s(c.get("state", b"")) in LIVE_CHILD}
                 complete = set(child_names(peer)) <= kids
-                rank = (0 if preferred else 1, _s(sa.get("initiator-spi", b"")))
-                by_peer.setdefault(peer, []).append((rank, _s(sa.get("uniqueid", b"")), complete))
+                rank = (0 if complete else 1, 0 if preferred else 1, _s(sa.get("initiator-spi", b"")))
+                by_peer.setdefault(peer, []).append((rank, _s(sa.get("uniqueid", b""))))
         ended = 0
         for peer, sas in sorted(by_peer.items()):
-            if len(sas) < 2:
-                continue
             sas.sort()
-            if not sas[0][2]:
+            if len(sas) < 2 or sas[0][0][0] != 0:
                 continue
-            for _, uid, _ in sas[1:]:
+            for _, uid in sas[1:]:
                 self._call("terminate redundant IKE_SA of %s" % conn_name(peer), "terminate",
                            {"ike-id": uid, "timeout": "-1"}, stream=True)
                 ended += 1

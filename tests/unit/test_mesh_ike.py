@@ -386,10 +386,19 @@ def test_tidy_keeps_the_same_ike_sa_on_both_ends(fake):
     assert j.tidy("n2") == 1 and terminated == ["8"]
 
 
-def test_tidy_leaves_single_or_incomplete(fake):
+def test_tidy_prefers_the_complete_one(fake):
+    i, f = fake
+    # after a race strongSwan may put one child in each IKE_SA, or both in
+    # one: the complete one wins on both ends, whoever initiated it
+    f.sas = [dup("n2", 1, True, "aa", kids=ike.child_names("n2")[:1]), dup("n2", 2, False, "bb")]
+    assert i.tidy("n1") == 1 and f.calls[-1] == ("terminate", "#1")
+
+
+def test_tidy_leaves_single_or_split(fake):
     i, f = fake
     f.sas = [dup("n2", 1, True, "aa")]
     assert i.tidy("n1") == 0
-    # the one to keep is not complete yet: touch nothing
-    f.sas = [dup("n2", 1, True, "aa", kids=ike.child_names("n2")[:1]), dup("n2", 2, False, "bb")]
+    # one child in each: ending either would lose a direction; touch nothing
+    f.sas = [dup("n2", 1, True, "aa", kids=ike.child_names("n2")[:1]),
+             dup("n2", 2, False, "bb", kids=ike.child_names("n2")[1:])]
     assert i.tidy("n1") == 0
