@@ -263,7 +263,7 @@ class Ike:
         its SAs, then its key. Returns counts.
         """
         peers = sorted(peers, key=lambda p: p.name)
-        plist = check_ports(ports)
+        plist = check_ports(ports) if peers else []  # removing everything needs no ports
         for p in peers:
             if p.name == self_node.name:
                 raise UsageError("node %s cannot be its own IPsec peer" % p.name)

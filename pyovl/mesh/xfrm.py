@@ -255,10 +255,12 @@ def _delete_lines(policies: Iterable[Policy]) -> list[str]:
 
 def remove_fallback(self_ext: str, peer_ext: str, ports: Iterable[int] | None = None,
                     netns: str | None = None) -> int:
-    """Remove pyovl's fallback between the two addresses (all ports, or just
-    those given). Returns how many policies went."""
+    """Remove pyovl's fallback between the two addresses: for the ports
+    given, or for every port when ports is None or empty. Returns how many
+    policies went."""
     me, peer = _addr(self_ext, "local"), _addr(peer_ext, "peer")
-    only = set(fallback_selectors(me, peer, ports)) if ports is not None else None
+    ports = list(ports or [])
+    only = set(fallback_selectors(me, peer, ports)) if ports else None
     gone = [p for p in list_fallback(netns)
             if _between(p, me, peer) and (only is None or p.sel in only)]
     _batch(_delete_lines(gone), netns)

@@ -382,7 +382,7 @@ def test_fallback_policies_are_ours_only(topo):
     ours = xfrm.list_fallback(ns)
     assert len(ours) == 16 and all(8472 not in (p.sel.sport, p.sel.dport) for p in ours)
     assert {p.mark for p in ours} == {(0, 1), (1, 1)} and {p.priority for p in ours} == {xfrm.FALLBACK_PRIORITY}
-    assert xfrm.remove_fallback("198.18.0.1", "198.18.0.3", netns=ns) == 8
+    assert xfrm.remove_fallback("198.18.0.1", "198.18.0.3", [], netns=ns) == 8  # [] = every port
     assert {p.sel.dst for p in xfrm.list_fallback(ns) if p.sel.direction == "out"} == {"198.18.0.2"}
     assert xfrm.remove_all(netns=ns) == 8
     left = xfrm.list_policies(ns)

@@ -276,6 +276,12 @@ def test_apply_without_sas_to_terminate(fake):
     assert set(f.conns) == {"operator-vpn"} and set(f.shared) == {"operator-key"}
 
 
+def test_apply_nothing_needs_no_ports(fake):
+    i, f = fake
+    i.apply(N1, [N2], KEYS, [4789])
+    assert i.apply(N1, [], {}, set()) == {"loaded": 0, "removed": 1, "keys_removed": 1}
+
+
 def test_apply_is_idempotent(fake):
     i, f = fake
     i.apply(N1, [N2], KEYS, [4789])
