@@ -78,8 +78,8 @@ def lab():
                 repair_after=6.0)
     try:
         m.up()
-        _wait(lambda: all(_sa(m, 1, "n3") == "up" and _sa(m, 2, "n3") == "up" for _ in [0]), 60,
-              "SAs n1-n3 and n2-n3 up")
+        _wait(lambda: _sa(m, 1, "n3") == "up" and _sa(m, 2, "n3") == "up" and _sa(m, 3, "n1") == "up"
+              and _sa(m, 3, "n2") == "up", 90, "SAs n1-n3 and n2-n3 up, seen from both ends")
         yield m
     finally:
         m.down()
