@@ -16,7 +16,8 @@ inside user-mode-linux from the host with test_ipsec_uml.py, or directly:
 Matrix:
   fallback only, no SA    UDP to/from port 4789, both marks: nothing on the
                           wire, XfrmOutNoStates counts; port 5555 passes;
-                          plaintext 4789 from the peer dropped (XfrmIn*);
+                          plaintext 4789 from the peer dropped (XfrmIn*),
+                          also before a kernel VXLAN device's socket;
                           strongSwan-like policies left alone; remove_all
   SA up                   UDP 4789 both ways (and from 4789): ESP only on the
                           wire; port 5555 stays plaintext; kernel VXLAN over it
@@ -281,10 +282,10 @@ class Lab:
                 {s.node.name: s.sa_state() for s in self.sites.values() if s.charon.running()},
                 "\n".join("--- %s\n%s" % (s.node.name, s.log_tail()) for s in self.sites.values())))
 
-    def close(self) -> None:
-        # pytest shows this only when the test failed: the IKE side of the story
-        for s in self.sites.values():
-            print("--- charon log of %s (last lines)\n%s" % (s.node.name, s.log_tail(80)))
+    def close(self, failed: bool = True) -> None:
+        if failed:  # the IKE side of the story
+            for s in self.sites.values():
+                print("--- charon log of %s (last lines)\n%s" % (s.node.name, s.log_tail(80)))
         for s in self.sites.values():
             try:
                 with netns.inside(s.ns):
@@ -294,22 +295,24 @@ class Lab:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-@pytest.fixture
-def lab2(topo):
-    lab = Lab(topo, [N1, N2])
+def _lab(request, topo, nodes):
+    failed_before = request.session.testsfailed
+    lab = Lab(topo, nodes)
     try:
         yield lab
     finally:
-        lab.close()
+        # the call's report is in by teardown: print charon's logs on failure only
+        lab.close(failed=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture
-def lab3(topo):
-    lab = Lab(topo, [N1, N2, N3])
-    try:
-        yield lab
-    finally:
-        lab.close()
+def lab2(request, topo):
+    yield from _lab(request, topo, [N1, N2])
+
+
+@pytest.fixture
+def lab3(request, topo):
+    yield from _lab(request, topo, [N1, N2, N3])
 
 
 # -- the fallback alone (any kernel with XFRM) ------------------------------------
@@ -342,7 +345,7 @@ def test_fallback_drops_overlay_udp_without_sa_both_marks(topo):
         rx.close()
         rx_other.close()
     finally:
-        lab.close()
+        lab.close(failed=False)
 
 
 def test_fallback_drops_plaintext_from_the_peer(topo):
@@ -365,7 +368,35 @@ def test_fallback_drops_plaintext_from_the_peer(topo):
         rx.close()
         rx2.close()
     finally:
-        lab.close()
+        lab.close(failed=False)
+
+
+def _vxlan(site: "Site", peer: Node, ip: str) -> None:
+    """The kernel's VXLAN device between the two external addresses (what
+    the data path uses for encrypted targets), IPv6 off to keep it quiet."""
+    sh("ip", "link", "add", "vx42", "type", "vxlan", "id", "42", "local", site.node.external, "remote",
+       peer.external, "dstport", str(PORT), "dev", "ul0", ns=site.ns)
+    sh("sysctl", "-qw", "net.ipv6.conf.vx42.disable_ipv6=1", ns=site.ns, check=False)
+    sh("ip", "addr", "add", ip + "/24", "dev", "vx42", ns=site.ns)
+    sh("ip", "link", "set", "vx42", "up", ns=site.ns)
+
+
+def test_fallback_keeps_plaintext_vxlan_out_of_the_kernel_device(topo):
+    """Inbound: plaintext VXLAN from an encrypted peer never reaches the
+    kernel's VXLAN device (its UDP socket enforces the in policies)."""
+    lab = Lab(topo, [N1, N2])
+    try:
+        a, b = lab["n1"], lab["n2"]
+        a.fallback([N2])  # before the devices exist: nothing may slip in
+        _vxlan(a, N2, "10.42.0.1")
+        _vxlan(b, N1, "10.42.0.2")  # n2 has no policies: it sends plaintext
+        before = a.stat("XfrmInTmplMismatch")
+        r = sh("ping", "-c", "3", "-i", "0.2", "-W", "1", "10.42.0.1", ns=b.ns, check=False)
+        assert r.returncode != 0
+        assert int(sh("cat", "/sys/class/net/vx42/statistics/rx_packets", ns=a.ns).stdout) == 0
+        assert a.stat("XfrmInTmplMismatch") > before
+    finally:
+        lab.close(failed=False)
 
 
 def test_fallback_policies_are_ours_only(topo):
@@ -426,11 +457,8 @@ def test_kernel_vxlan_over_the_sa(lab2):
     """The kernel's own VXLAN device (what the data path uses for encrypted
     targets) between the two external addresses: pings cross, ESP only."""
     lab2.up()
-    for site, me, peer, ip in ((lab2["n1"], N1, N2, "10.42.0.1"), (lab2["n2"], N2, N1, "10.42.0.2")):
-        sh("ip", "link", "add", "vx42", "type", "vxlan", "id", "42", "local", me.external, "remote",
-           peer.external, "dstport", str(PORT), "dev", "ul0", ns=site.ns)
-        sh("ip", "addr", "add", ip + "/24", "dev", "vx42", ns=site.ns)
-        sh("ip", "link", "set", "vx42", "up", ns=site.ns)
+    _vxlan(lab2["n1"], N2, "10.42.0.1")
+    _vxlan(lab2["n2"], N1, "10.42.0.2")
     cap = Capture(lab2["n1"].ns)
     try:
         r = sh("ping", "-c", "5", "-i", "0.2", "-W", "2", "10.42.0.2", ns=lab2["n1"].ns, check=False)
