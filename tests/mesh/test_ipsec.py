@@ -25,7 +25,10 @@ Matrix:
                           new SPIs on the wire
   IKE stopped (SIGTERM)   on either node: no plaintext leaves either side;
                           charon back + apply: SA back by itself (time printed)
+  SA closed through IKE   no plaintext; traffic (acquire) brings it back
   SA deleted              kernel states flushed behind charon: no plaintext
+                          (charon does not notice; a vici rekey repairs it,
+                          which pyovl/mesh/apply.py does)
   charon killed (-9)      states stay: still ESP, never plaintext
   remove a peer           3 nodes: n1 loses exactly n3's connection, key,
                           fallback and SAs; n1-n2 SAs untouched (same SPIs)
@@ -671,6 +674,27 @@ def test_ike_stopped_fails_closed_and_comes_back(lab2, who):
 
 @needs_esp
 @pytest.mark.slow
+def test_sa_closed_by_ike_fails_closed_and_traffic_brings_it_back(lab2):
+    """An IKE-level delete (IKE still running): charon removes the SAs and
+    its own policies, its trap policies and the fallback catch the traffic,
+    and that traffic (an acquire) brings the SA back."""
+    lab2.up()
+    a = lab2["n1"]
+    with a.ike() as i:
+        list(i._call("terminate", "terminate", {"ike": "pyovl-n2", "timeout": "5000"}, stream=True))
+    assert a.kernel_sa(N2) == (False, False)
+    t0 = time.monotonic()
+    plain, _ = _no_plaintext_while(lab2, a, 1.5)
+    assert not plain, "plaintext overlay UDP after the SA was closed: %s" % plain[:3]
+    lab2.wait_all_up(20)
+    print("\nSA closed through IKE: back %.2f s after traffic resumed" % (time.monotonic() - t0))
+    with a.ike() as i:
+        i.tidy("n1")
+    assert _both_ways(lab2) == (10, 10)
+
+
+@needs_esp
+@pytest.mark.slow
 def test_sa_deleted_in_the_kernel_fails_closed(lab2):
     lab2.up()
     a = lab2["n1"]
@@ -678,6 +702,13 @@ def test_sa_deleted_in_the_kernel_fails_closed(lab2):
     assert a.kernel_sa(N2) == (False, False)
     plain, _ = _no_plaintext_while(lab2, a, 1.5)
     assert not plain, "plaintext overlay UDP after the SAs were deleted: %s" % plain[:3]
+    # charon still believes in them; a rekey makes new ones (the repair
+    # pyovl/mesh/apply.py applies when IKE and the kernel disagree)
+    t0 = time.monotonic()
+    with a.ike() as i:
+        i.rekey("n2")
+    wait_for(lambda: _both_ways(lab2, 3) == (3, 3), 20, "traffic both ways after the rekey")
+    print("\nSAs deleted in the kernel: traffic back %.2f s after a vici rekey" % (time.monotonic() - t0))
 
 
 @needs_esp
