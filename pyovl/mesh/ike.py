@@ -37,8 +37,8 @@ the SA when the peer closes it (close_action start) or dies (dpd_action
 restart); the other just keeps its trap. If both sides initiate at the very
 same moment there are two IKE_SAs with the same CHILD_SAs (unique=never:
 see connection()); traffic flows through either (the kernel uses the
-newest outbound SA, accepts all inbound ones) and tidy() ends the
-redundant one.
+newest outbound SA, accepts all inbound ones) and tidy(), which the
+health check should call now and then, ends the redundant one.
 
 Secrets: the PSK goes into the load-shared message and nowhere else: not in
 logs, exceptions, argv or the generated strongswan.conf; charon logs at its
