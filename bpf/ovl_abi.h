@@ -141,6 +141,13 @@ struct ovl_mesh_peer {
 	__u64 plaintext_rx; /* plaintext VXLAN dropped from this address (data path) */
 };
 
+/* mesh_cfg[0]: is a mesh configured at all? An array lookup is inlined by
+ * the JIT: without a mesh the data path skips the two hash lookups above. */
+struct ovl_mesh_cfg {
+	__u32 enabled;
+	__u32 pad;
+};
+
 /* events in the misses ring */
 enum ovl_event_type {
 	OVL_EV_MISS = 1,  /* unicast to a MAC with no (live) target */
@@ -249,5 +256,6 @@ struct ovl_trace {
 #define OVL_MAP_MESH_PEERS mesh_peers
 #define OVL_MAP_MESH_TUNNELS mesh_tunnels
 #define OVL_MAP_MESH_IFACES mesh_ifaces
+#define OVL_MAP_MESH_CFG mesh_cfg
 
 #endif /* OVL_ABI_H */

@@ -417,6 +417,9 @@ class Datapath:
         want_tun = {check_port(p, "mesh port"): netlink.ifindex(dev) for p, dev in tunnels.items()}
         want_ext = {netlink.ifindex(dev) for dev in externals}
         m = self.maps
+        on = bool(want_peers or want_tun or want_ext)
+        if on:  # before the entries: the data path looks at them only when on
+            m.mesh_cfg.put(abi.U32(0), abi.MeshCfg(enabled=1))
         for raw in want_peers:
             key = abi.Addr.from_buffer_copy(raw)
             if m.mesh_peers.get(key) is None:
@@ -434,6 +437,8 @@ class Datapath:
         for key in list(m.mesh_ifaces.keys()):
             if key.value not in want_ext:
                 m.mesh_ifaces.delete(key)
+        if not on:
+            m.mesh_cfg.put(abi.U32(0), abi.MeshCfg(enabled=0))
         for dev in tunnels.values():
             self.attach_mesh_device(dev)
 

@@ -50,6 +50,7 @@ BPF_TABLE_PINNED("hash", __u16, __u32, mesh_tunnels, OVL_MAX_LISTEN,
 		 OVL_PIN_DIR "/mesh_tunnels");
 BPF_TABLE_PINNED("hash", __u32, __u32, mesh_ifaces, OVL_MAX_MESH_IFACES,
 		 OVL_PIN_DIR "/mesh_ifaces");
+BPF_TABLE_PINNED("array", __u32, struct ovl_mesh_cfg, mesh_cfg, 1, OVL_PIN_DIR "/mesh_cfg");
 
 /* events to the daemon (writer: data path). bcc's BPF_RINGBUF_OUTPUT with a
  * pin: the frontend takes "ringbuf:<path>" like any pinned section. */

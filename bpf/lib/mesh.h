@@ -56,10 +56,22 @@ static __always_inline int ovl_encap_mesh(struct __sk_buff *skb, const struct ov
 	return bpf_redirect(ifindex, 0);
 }
 
+static __always_inline int ovl_mesh_enabled(void)
+{
+	__u32 zero = 0;
+	struct ovl_mesh_cfg *c = mesh_cfg.lookup(&zero);
+
+	return c && c->enabled;
+}
+
 /* Plain encap is about to leave through ifindex: refuse external ones. */
 static __always_inline int ovl_mesh_external(__u32 ifindex)
 {
-	__u32 *f = mesh_ifaces.lookup(&ifindex);
+	__u32 *f;
+
+	if (!ovl_mesh_enabled())
+		return 0;
+	f = mesh_ifaces.lookup(&ifindex);
 
 	return f && (*f & OVL_MESH_IF_EXTERNAL);
 }
@@ -70,8 +82,11 @@ static __always_inline int ovl_mesh_external(__u32 ifindex)
 static __always_inline int ovl_mesh_plaintext_refused(__u32 ifindex, const struct ovl_addr *saddr,
 						      struct ovl_mesh_peer **peer)
 {
-	struct ovl_mesh_peer *mp = mesh_peers.lookup((struct ovl_addr *)saddr);
+	struct ovl_mesh_peer *mp;
 
+	if (!ovl_mesh_enabled())
+		return 0;
+	mp = mesh_peers.lookup((struct ovl_addr *)saddr);
 	if (mp && (mp->flags & OVL_MESH_F_ENCRYPT)) {
 		*peer = mp;
 		return 1;

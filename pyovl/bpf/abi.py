@@ -171,6 +171,10 @@ class MeshPeer(C.Structure):
     _fields_ = [("flags", C.c_uint32), ("pad", C.c_uint32), ("plaintext_rx", C.c_uint64)]
 
 
+class MeshCfg(C.Structure):
+    _fields_ = [("enabled", C.c_uint32), ("pad", C.c_uint32)]
+
+
 class AbiInfo(C.Structure):
     _fields_ = [
         ("magic", C.c_uint32),
@@ -236,6 +240,7 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "mesh_peers": (MAP_HASH, Addr, MeshPeer, MAX_MESH_PEERS),
     "mesh_tunnels": (MAP_HASH, U16, U32, MAX_LISTEN),
     "mesh_ifaces": (MAP_HASH, U32, U32, MAX_MESH_IFACES),
+    "mesh_cfg": (MAP_ARRAY, U32, MeshCfg, 1),
 }
 TRACE_MAP = ("trace", (MAP_PERCPU_ARRAY, U32, Trace, 1))
 

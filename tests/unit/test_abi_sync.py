@@ -81,7 +81,8 @@ def test_stat_slots_match():
 STRUCTS = {"ovl_addr": abi.Addr, "ovl_dest": abi.Dest, "ovl_overlay": abi.Overlay, "ovl_vnic": abi.Vnic,
            "ovl_l2key": abi.L2Key, "ovl_port": abi.Port, "ovl_flood": abi.Flood,
            "ovl_peer_key": abi.PeerKey, "ovl_abi_info": abi.AbiInfo, "ovl_trace": abi.Trace,
-           "ovl_event_hdr": abi.EventHdr, "ovl_pending": abi.Pending, "ovl_mesh_peer": abi.MeshPeer}
+           "ovl_event_hdr": abi.EventHdr, "ovl_pending": abi.Pending, "ovl_mesh_peer": abi.MeshPeer,
+           "ovl_mesh_cfg": abi.MeshCfg}
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to measure the header")
