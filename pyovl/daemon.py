@@ -55,6 +55,7 @@ DROP_TTL_S = 10.0
 HOUSEKEEPING_S = 0.2
 MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
 REPAIR_MAX_S = 60.0  # the longest wait between two repairs of one peer
+TIDY_S = 30.0  # how often duplicate IKE_SAs are looked for
 NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
@@ -175,6 +176,7 @@ class Daemon:
         self._repair_wait: dict[str, float] = {}
         self._repair_thread: threading.Thread | None = None
         self._next_mesh_check = 0.0
+        self._next_tidy = 0.0
 
     # -- plugin instances ----------------------------------------------
     def sync_instances(self) -> None:
@@ -430,7 +432,13 @@ class Daemon:
                 self._repair_wait[p.name] = min(REPAIR_MAX_S, wait * 2)
         with self.lock:
             self.mesh_faults = {n: "; ".join(v) for n, v in faults.items()}
-        if need_repair and (self._repair_thread is None or not self._repair_thread.is_alive()):
+        busy = self._repair_thread is not None and self._repair_thread.is_alive()
+        if not need_repair and not busy and now >= self._next_tidy:
+            self._next_tidy = now + TIDY_S
+            self._repair_thread = threading.Thread(target=self._tidy, name="mesh-tidy", daemon=True)
+            self._repair_thread.start()
+            busy = True
+        if need_repair and not busy:
             for name in need_repair:
                 self._repair_asked[name] = now
             self._repair_thread = threading.Thread(target=self._repair, args=(need_repair, stale & set(need_repair)),
@@ -444,6 +452,18 @@ class Daemon:
             return True
         node = self.mesh.node_of(inst.spec.props["direct/dest_ip"])
         return node is not None and node.name == peer.name
+
+    def _tidy(self) -> None:
+        from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
+
+        try:
+            n = mesh_apply.tidy(self.ctl)
+            if n:
+                log.info("mesh: ended %d duplicate IKE_SA(s)", n)
+        except PyovlError as e:
+            log.debug("mesh: tidy failed: %s", e)
+        except Exception:  # noqa: BLE001 - next time
+            log.exception("mesh: tidy failed")
 
     def _repair(self, peers: list[str], stale: set[str]) -> None:
         from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415

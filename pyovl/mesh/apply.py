@@ -247,3 +247,19 @@ def health(ctl, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
         out[p.name] = (not missing, "no SA for %s%s" % (", ".join(missing),
                                                         " (deleted from the kernel)" if stale else ""), stale)
     return out
+
+
+def tidy(ctl) -> int:
+    """End IKE_SAs duplicated by simultaneous initiation (both ends start
+    at load: see ike.Ike.tidy); the daemon calls it now and then."""
+    from pyovl.mesh import ike  # noqa: PLC0415
+
+    rec = ctl.runtime().get("mesh")
+    mesh = from_json(rec["spec"]) if rec else None
+    if mesh is None or not mesh.encrypted_peers():
+        return 0
+    drv = ike.Ike(vici_uri(ctl, mesh), timeout=5.0)
+    try:
+        return drv.tidy(mesh.me.name)
+    finally:
+        drv.close()
