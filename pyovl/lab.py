@@ -70,23 +70,44 @@ def host_config(n: int, prefix: str, files_path: str, underlay_ip=ul_ip) -> dict
     return {"overlays": overlays, "vnics": vnics, "daemon": {"metrics": "127.0.0.1:%d" % (9133 + n)}}
 
 
-class Lab:
+class HostsLab:
+    """What every namespace lab shares: hosts numbered self.hosts, each its
+    own pyovl instance in namespace host(n), files under self.dir; run()
+    calls pyovl on one host, down() removes all of it (pyovl/meshlab.py is
+    the other lab)."""
+
+    hosts: tuple = HOSTS
+    host_letter = "h"
+
     def __init__(self, prefix: str = "lab", directory: str | None = None):
         self.prefix = prefix
         self.dir = directory or "/run/pyovl-lab/%s" % prefix
         self.pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
 
     def host(self, n: int) -> str:
-        return "%s-h%d" % (self.prefix, n)
-
-    def guest(self, n: int, kind: str) -> str:
-        return "%s-g%d%s" % (self.prefix, n, kind)
+        return "%s-%s%d" % (self.prefix, self.host_letter, n)
 
     def run(self, n: int, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         p = subprocess.run([self.pyovl, "--netns", self.host(n), *args], capture_output=True, text=True)
         if check and p.returncode != 0:
             raise RuntimeError("pyovl %s on %s: %s" % (" ".join(args), self.host(n), p.stderr.strip()))
         return p
+
+    def down(self) -> None:
+        for n in self.hosts:
+            if os.path.exists("/run/netns/%s" % self.host(n)):
+                self.run(n, "down", check=False)
+        sweep(self.prefix)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(self.dir))
+        except OSError:
+            pass
+
+
+class Lab(HostsLab):
+    def guest(self, n: int, kind: str) -> str:
+        return "%s-g%d%s" % (self.prefix, n, kind)
 
     def up(self) -> list[str]:
         self.down()  # a clean start
@@ -137,14 +158,3 @@ class Lab:
                 parts.append("$ pyovl --netns %s %s\n%s" % (self.host(n), " ".join(args),
                                                              self.run(n, *args, check=False).stdout.rstrip()))
         return "\n".join(parts)
-
-    def down(self) -> None:
-        for n in HOSTS:
-            if os.path.exists("/run/netns/%s" % self.host(n)):
-                self.run(n, "down", check=False)
-        sweep(self.prefix)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        try:
-            os.rmdir(os.path.dirname(self.dir))
-        except OSError:
-            pass

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 
-from pyovl.topo import Topo, sh, sweep
+from pyovl.lab import HostsLab
+from pyovl.topo import Topo, sh
 
 NODES = {1: "dc1", 2: "dc1", 3: "dc2"}
 VNI = 300
@@ -60,15 +58,16 @@ def files_table() -> dict:
     return {guest_mac(n): {"ip": admin_ip(n), "port": PORT, "arp": guest_ip(n)} for n in NODES}
 
 
-class MeshLab:
+class MeshLab(HostsLab):
+    hosts = tuple(NODES)
+    host_letter = "n"
+
     def __init__(self, prefix: str = "mlab", directory: str | None = None, repair_after: float = 3.0):
-        self.prefix = prefix
-        self.dir = directory or "/run/pyovl-lab/%s" % prefix
+        super().__init__(prefix, directory)
         self.repair_after = repair_after
-        self.pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
 
     def node(self, n: int) -> str:
-        return "%s-n%d" % (self.prefix, n)
+        return self.host(n)
 
     def guest(self, n: int) -> str:
         return "%s-g%d" % (self.prefix, n)
@@ -81,12 +80,6 @@ class MeshLab:
 
     def key_path(self, n: int) -> str:
         return os.path.join(self.dir, "keys", "n%d.json" % n)
-
-    def run(self, n: int, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        p = subprocess.run([self.pyovl, "--netns", self.node(n), *args], capture_output=True, text=True)
-        if check and p.returncode != 0:
-            raise RuntimeError("pyovl %s on %s: %s" % (" ".join(args), self.node(n), p.stderr.strip()))
-        return p
 
     def host_config(self, n: int) -> dict:
         files = os.path.join(self.dir, "mesh0.json")
@@ -121,17 +114,6 @@ class MeshLab:
         self.build()
         return ["%s: %s" % (self.node(n), self.run(n, "up", "-d", self.config_path(n)).stdout.strip()
                             .replace("\n", "; ")) for n in NODES]
-
-    def down(self) -> None:
-        for n in NODES:
-            if os.path.exists("/run/netns/%s" % self.node(n)):
-                self.run(n, "down", check=False)
-        sweep(self.prefix)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        try:
-            os.rmdir(os.path.dirname(self.dir))
-        except OSError:
-            pass
 
     def ping(self, src: int, dst: int, count: int = 2, wait: float = 2) -> bool:
         return sh("ping", "-c", str(count), "-i", "0.2", "-W", str(wait), guest_ip(dst), ns=self.guest(src),
