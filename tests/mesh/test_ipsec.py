@@ -43,13 +43,12 @@ import struct
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 from capture import Capture
 
 from pyovl import netns
-from pyovl.mesh import ike, keys, xfrm
+from pyovl.mesh import Node, ike, keys, xfrm
 from pyovl.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
@@ -75,14 +74,6 @@ def _esp_reason() -> str | None:
 
 ESP_REASON = _esp_reason()
 needs_esp = pytest.mark.skipif(ESP_REASON is not None, reason=ESP_REASON or "")
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    pdc: str
-    admin: str
-    external: str
 
 
 N1 = Node("n1", "pdc-a", "10.99.0.1", "198.18.0.1")

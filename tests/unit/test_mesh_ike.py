@@ -18,26 +18,17 @@ Matrix:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 
 from pyovl.errors import KernelError, UsageError
-from pyovl.mesh import ike
+from pyovl.mesh import Node, ike
 from pyovl.mesh.keys import Secret
 
 
-@dataclass(frozen=True)
-class N:
-    name: str
-    pdc: str
-    admin: str
-    external: str
-
-
-N1 = N("n1", "a", "10.0.0.1", "198.18.0.1")
-N2 = N("n2", "b", "10.0.0.2", "198.18.0.2")
-N3 = N("n3", "c", "10.0.0.3", "198.18.0.3")
+N1 = Node("n1", "a", "10.0.0.1", "198.18.0.1")
+N2 = Node("n2", "b", "10.0.0.2", "198.18.0.2")
+N3 = Node("n3", "c", "10.0.0.3", "198.18.0.3")
 KEY = b"\x5a" * 32
 KEYS = {"n2": Secret(KEY), "n3": Secret(b"\x33" * 32)}
 
@@ -97,8 +88,8 @@ def test_several_ports_still_two_children():
 
 
 def test_ipv6():
-    a = N("n1", "a", "fd00::1", "2001:db8::1")
-    b = N("n2", "b", "fd00::2", "2001:db8::2")
+    a = Node("n1", "a", "fd00::1", "2001:db8::1")
+    b = Node("n2", "b", "fd00::2", "2001:db8::2")
     c = ike.connection(a, b, [4789])["pyovl-n2"]
     assert c["remote_addrs"] == ["2001:db8::2"]
     assert c["children"]["pyovl-n2-to-peer"]["remote_ts"] == ["2001:db8::2/128[udp/4789]"]
@@ -133,7 +124,7 @@ def test_refused_ports(ports, msg):
 
 def test_refused_mixed_families():
     with pytest.raises(UsageError, match="different IP versions"):
-        ike.connection(N1, N("n2", "b", "10.0.0.2", "2001:db8::2"), [4789])
+        ike.connection(N1, Node("n2", "b", "10.0.0.2", "2001:db8::2"), [4789])
 
 
 def test_connection_has_no_key_material():
