@@ -1,10 +1,12 @@
 """Control-plane scale: time and memory to bring up N overlays with pyovl
 (`pyovl up --no-daemon` of a file of N direct overlays) against N kernel vxlan
 devices (`ip -batch`), each in a fresh namespace. Memory is the drop in the
-host's MemAvailable (noisy; both measured the same way)."""
+host's MemAvailable (noisy; both measured the same way). Also the time of
+`pyovl up -d` of one files overlay whose table has N entries."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -74,6 +76,73 @@ def pyovl_overlays(prefix: str, n: int) -> dict:
         ok = p.returncode == 0
         return {"seconds": round(secs, 3), "memory_bytes": mem, "map_memory_bytes": _map_memory(ns), "ok": ok,
                 "error": p.stderr.strip()[:200]}
+    finally:
+        subprocess.run([pyovl, "--netns", ns, "down"], capture_output=True, env=env)
+        sweep_ns(ns)
+        subprocess.run(["rm", "-rf", tmp])
+
+
+def files_table(n: int, hosts: int = 300) -> dict:
+    """An overlay_files table of n guests: distinct MACs, spread over `hosts`
+    underlay hosts in 198.18.0.0/15 (port 4789); every second guest has an
+    overlay IPv4 (proxy ARP), every fourth an IPv6 too (proxy NDP), every
+    tenth a DHCP proxy (the first guest, the tenant's DHCP server)."""
+    base = int(ipaddress.ip_address("198.18.1.1"))
+    dhcp = "02:08:20:00:00:00"
+    table = {}
+    for i in range(n):
+        e: dict = {"ip": str(ipaddress.ip_address(base + i % hosts)), "port": 4789}
+        if i % 2 == 0:
+            e["arp"] = "10.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255)
+        if i % 4 == 0:
+            e["ndp"] = "fd00::%x:%x" % (i >> 16, i & 0xFFFF)
+        if i % 10 == 5:
+            e["dhcp-proxy"] = dhcp
+        table["02:08:20:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255)] = e
+    return table
+
+
+def pyovl_files_overlay(prefix: str, n: int) -> dict:
+    """Time `pyovl up -d` of one files overlay whose table has n entries, in a
+    fresh namespace (programs compiled first, as for pyovl_overlays).
+
+    What `up` does with a files overlay: it writes the overlay's map entries
+    only; the table is read by the daemon, which parses and indexes the whole
+    file once when it starts the plugin (files.FilesPlugin.start), before it
+    reports ready, and then answers misses from memory, lazily: no target is
+    written into the BPF maps at `up`. So `up --no-daemon` never opens the
+    file (it would time nothing of the n entries); `up -d` returns once the
+    daemon is ready, that is after the whole table is parsed. That is what is
+    timed (wall clock, the command's whole run). `online` checks the table was
+    really read: `show-overlay -f` says ONLINE only when the plugin started
+    (a missing or malformed file says DEGRADED)."""
+    ns = "%s-scale-f" % prefix
+    tmp = tempfile.mkdtemp(prefix="pyovl-scale-")
+    env = dict(os.environ, PYOVL_RUN_ROOT=tmp + "/run", PYOVL_STATE_ROOT=tmp + "/lib")
+    pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
+    files = os.path.join(tmp, "files.json")
+    doc = {"overlays": {"ov0": {"encap": "vxlan", "search": "files", "vnetid": 1,
+                                "props": {"vxlan/listen_ip": "198.18.0.1", "files/config": files}}}}
+    path = os.path.join(tmp, "o.json")
+    try:
+        _host(ns)
+        sh("ip", "link", "set", "lo", "up", ns=ns)  # the daemon's metrics listen on 127.0.0.1
+        with open(files, "w") as f:
+            json.dump(files_table(n), f)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        # programs compiled first: the measurement is the overlay and its table, not bcc
+        subprocess.run([pyovl, "--netns", ns, "dp", "init", "ul0"], check=True, capture_output=True, env=env)
+        t0 = time.monotonic()
+        p = subprocess.run([pyovl, "--netns", ns, "up", "-d", path], capture_output=True, text=True, env=env,
+                           timeout=600)
+        secs = time.monotonic() - t0
+        st = subprocess.run([pyovl, "--netns", ns, "show-overlay", "-f", "-p", "-o", "status,details", "ov0"],
+                            capture_output=True, text=True, env=env, timeout=60)
+        online = st.returncode == 0 and st.stdout.strip() == "ONLINE:-"
+        ok = p.returncode == 0 and online
+        return {"entries": n, "file_bytes": os.path.getsize(files), "seconds": round(secs, 3), "ok": ok,
+                "online": online, "error": "" if ok else (p.stderr.strip() or st.stdout.strip())[:200]}
     finally:
         subprocess.run([pyovl, "--netns", ns, "down"], capture_output=True, env=env)
         sweep_ns(ns)

@@ -31,3 +31,19 @@ def test_bench_quick(tmp_path):
     assert all(r["pyovl"]["ok"] and r["kernel_vxlan"]["ok"] for r in res["scale"].values())
     assert os.path.getsize(tmp_path / "bench.png") > 10000
     assert "ratios pyovl-tc/kernel" in p.stdout
+
+
+def test_files_overlay_scale(prefix):
+    """scale.pyovl_files_overlay at a small n: up -d succeeds, the table was
+    read (ONLINE), and every generated entry is valid for the files plugin."""
+    from pyovl.bench import scale
+    from pyovl.lookup.plugin import Destination
+    from pyovl.lookup.plugins.files import Table
+
+    t = Table(scale.files_table(2000), "files.json")
+    assert len(t.dest) == 2000 and all(isinstance(d, Destination) for d in t.dest.values())
+    assert (len(t.arp), len(t.ndp), len(t.dhcp)) == (1000, 500, 200)
+    assert len({d.ip for d in t.dest.values()}) == 300
+    r = scale.pyovl_files_overlay(prefix, 2000)
+    assert r["ok"] and r["online"], r
+    assert r["entries"] == 2000 and r["seconds"] > 0
