@@ -92,6 +92,7 @@ def run(quick: bool, reps: int, out_dir: str) -> dict:
     res["scale"] = {}
     for n in ((100, 1000) if quick else (1000, 10000)):
         res["scale"][str(n)] = {"pyovl": scale.pyovl_overlays(PREFIX, n), "kernel_vxlan": scale.kernel_vxlans(PREFIX, n)}
+    res["scale_files"] = scale.pyovl_files_overlay(PREFIX, 10000 if quick else 100000)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -133,6 +134,10 @@ def table(res: dict) -> str:
                          n, row["pyovl"]["seconds"], row["pyovl"]["map_memory_bytes"] / 2**20,
                          row["pyovl"]["memory_bytes"] / 2**20,
                          row["kernel_vxlan"]["seconds"], row["kernel_vxlan"]["memory_bytes"] / 2**20))
+    f = res.get("scale_files")
+    if f:
+        lines.append("files overlay, %d entries: pyovl up -d %.2fs (%s)"
+                     % (f["entries"], f["seconds"], "table read, ONLINE" if f["ok"] else "FAILED: " + f["error"]))
     return "\n".join(lines)
 
 
