@@ -121,7 +121,7 @@ static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_
 		reparse = 1;
 	}
 	inner->h_proto = rx->inner_proto; /* untagged, as the guest sent it */
-	if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
+	if (ovl_write_front(skb, inner, ETH_HLEN) < 0)
 		return -OVL_DROP_DECAP_FAIL;
 	return reparse;
 }

@@ -227,13 +227,10 @@ class Datapath:
                          "give a source address" % lip)
 
     def _listen_ref(self, port: int, delta: int) -> None:
-        key = abi.U16(port)
+        key = abi.U32(port)  # an array indexed by port: 0 = nobody listens
         cur = self.maps.listen_ports.get(key)
         n = (cur.value if cur is not None else 0) + delta
-        if n > 0:
-            self.maps.listen_ports.put(key, abi.U32(n))
-        else:
-            self.maps.listen_ports.delete(key)
+        self.maps.listen_ports.put(key, abi.U32(max(n, 0)))
 
     def del_overlay(self, vni: int) -> None:
         check_vni(vni)
@@ -461,6 +458,16 @@ class Datapath:
         return {"peers": {str(k.ip()): v.plaintext_rx for k, v in m.mesh_peers.items()},
                 "tunnels": {k.value: v.value for k, v in m.mesh_tunnels.items()},
                 "externals": sorted(k.value for k in m.mesh_ifaces.keys())}
+
+    def flush_nexthops(self) -> int:
+        """Forget the data path's cached next hops (it looks them up again on
+        the next frame); returns how many there were. Entries also expire by
+        themselves after abi.NEXTHOP_TTL_NS."""
+        m = self.maps.nexthops
+        n = 0
+        for key in list(m.keys()):
+            n += m.delete(key)
+        return n
 
     # -- whole instance -------------------------------------------------
     def show(self) -> dict:

@@ -37,13 +37,13 @@ static __always_inline int ovl_rx_udp(void *data_end, struct udphdr *udp,
 	struct ovl_peer_key pk = {};
 	struct ovl_overlay *ov;
 	struct ethhdr *inner;
-	__u16 dport;
-	__u32 vni;
+	__u32 dport, vni, *listening;
 
 	if ((void *)(vx + 1) > data_end)
 		return 0;
 	dport = bpf_ntohs(udp->dest);
-	if (!listen_ports.lookup(&dport))
+	listening = listen_ports.lookup(&dport);
+	if (!listening || !*listening)
 		return 0;
 	if (!(vx->flags & bpf_htonl(OVL_VXLAN_I_FLAG)))
 		return 0;

@@ -15,14 +15,14 @@
  * the helper shrinks the MSS by the header length). Non-IP frames (ARP) are
  * small and grow with bpf_skb_change_head, which accepts any protocol.
  *
- * Next hop: bpf_fib_lookup from the VNIC's host end (ingress ifindex). The
- * kernel answers FWD_DISABLED unless forwarding is on for that device, so
- * pyovl sets net.ipv{4,6}.conf.<host end>.forwarding=1 on the VNIC host ends
- * only (they carry no IP and pass nothing to the stack). GSO packets are
- * looked up with tot_len 0: the super-packet length would make it answer
- * FRAG_NEEDED. An unresolved neighbour goes through bpf_redirect_neigh (IP
- * frames) which queues and resolves; pyovl also keeps managed neighbour
- * entries for its destinations so ARP frames find the next hop resolved.
+ * Next hop: bpf_fib_lookup from the VNIC's host end (ingress ifindex), cached
+ * per (destination, source) for OVL_NEXTHOP_TTL_NS in the nexthops map (see
+ * ovl_nexthop). The kernel answers FWD_DISABLED unless forwarding is on for
+ * that device, so pyovl sets net.ipv{4,6}.conf.<host end>.forwarding=1 on the
+ * VNIC host ends only (they carry no IP and pass nothing to the stack). An
+ * unresolved neighbour goes through bpf_redirect_neigh (IP frames) which
+ * queues and resolves; pyovl also keeps managed neighbour entries for its
+ * destinations so ARP frames find the next hop resolved.
  *
  * Targets that require encryption go through mesh.h instead (the kernel's
  * IPsec path); plain encap refuses to leave through an external interface.
@@ -52,9 +52,69 @@ static __always_inline __u16 ovl_ip4_csum(const struct iphdr *ip)
 	return ~sum;
 }
 
-static __always_inline __u16 ovl_sport(struct __sk_buff *skb, const struct ovl_overlay *ov)
+/* Mix one word into a running hash (multiply, xor-shift). */
+static __always_inline __u32 ovl_mix(__u32 h, __u32 v)
 {
-	__u32 hash = bpf_get_hash_recalc(skb);
+	h ^= v;
+	h *= 0x9e3779b1;
+	return h ^ (h >> 15);
+}
+
+/* The inner flow's hash, for the UDP source port and the IPv6 flow label:
+ * the skb's own when it has one (a guest's socket sets it), else one made
+ * here from addresses, protocol and ports read in place. Frames from a tap or
+ * from BPF_PROG_RUN carry none, and bpf_get_hash_recalc's full flow
+ * dissection cost ~180 ns per frame there (BPF_PROG_RUN, 6.18). */
+static __always_inline __u32 ovl_flow_hash(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 h = skb->hash, *ports = 0;
+	__u8 proto = 0;
+
+	if (h)
+		return h;
+	h = 0x811c9dc5;
+	if ((void *)(eth + 1) > end)
+		return h;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end)
+			return h;
+		h = ovl_mix(ovl_mix(h, ip->saddr), ip->daddr);
+		proto = ip->protocol;
+		if (ip->ihl == 5 && !(ip->frag_off & bpf_htons(OVL_IP_MF | OVL_IP_OFFMASK)))
+			ports = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		int i;
+
+		if ((void *)(ip6 + 1) > end)
+			return h;
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			h = ovl_mix(ovl_mix(h, ip6->saddr.in6_u.u6_addr32[i]),
+				    ip6->daddr.in6_u.u6_addr32[i]);
+		proto = ip6->nexthdr;
+		ports = (void *)(ip6 + 1);
+	} else {
+		/* ARP and other non-IP frames: the two MACs */
+		__u16 *m = (__u16 *)eth;
+		int i;
+
+#pragma unroll
+		for (i = 0; i < 6; i++)
+			h = ovl_mix(h, m[i]);
+	}
+	if (ports && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && (void *)(ports + 1) <= end)
+		h = ovl_mix(h, *ports);
+	return ovl_mix(h, proto);
+}
+
+static __always_inline __u16 ovl_sport(__u32 hash, const struct ovl_overlay *ov)
+{
 	__u32 lo = ov->sport_min, hi = ov->sport_max;
 
 	if (hi < lo || lo == 0)
@@ -62,18 +122,17 @@ static __always_inline __u16 ovl_sport(struct __sk_buff *skb, const struct ovl_o
 	return (__u16)(lo + hash % (hi - lo + 1));
 }
 
-/* Resolve the next hop. Returns 0 (fib filled), 1 (use redirect_neigh with
- * fib->ifindex and the next hop in fib->ipv{4,6}_dst) or -OVL_DROP_*. */
-static __always_inline int ovl_nexthop(struct __sk_buff *skb, struct bpf_fib_lookup *fib,
-				       const struct ovl_overlay *ov, const struct ovl_dest *dst,
-				       int v4, __u16 sport, __u32 outer_l3_len, int ip_inner)
+/* Lookup parameters for dst. The source port is left 0: the answer is cached
+ * per destination, and on an ECMP route whose hash includes ports a per-flow
+ * port would make each refresh pick a path anew (reordering the flows). */
+static __always_inline void ovl_fib_params(struct __sk_buff *skb, struct bpf_fib_lookup *fib,
+					   const struct ovl_overlay *ov, const struct ovl_dest *dst,
+					   int v4, __u16 tot_len)
 {
-	int rc;
-
+	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->l4_protocol = IPPROTO_UDP;
-	fib->sport = bpf_htons(sport);
 	fib->dport = dst->port;
-	fib->tot_len = skb->gso_size ? 0 : outer_l3_len;
+	fib->tot_len = tot_len;
 	fib->ifindex = skb->ifindex;
 	if (v4) {
 		fib->family = AF_INET;
@@ -84,10 +143,11 @@ static __always_inline int ovl_nexthop(struct __sk_buff *skb, struct bpf_fib_loo
 		__builtin_memcpy(fib->ipv6_src, ov->src_ip.w, 16);
 		__builtin_memcpy(fib->ipv6_dst, dst->ip.w, 16);
 	}
-	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+}
+
+static __always_inline int ovl_fib_error(int rc, int ip_inner)
+{
 	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-		return 0;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		return ip_inner ? 1 : -OVL_DROP_NO_NEIGH;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
@@ -97,6 +157,63 @@ static __always_inline int ovl_nexthop(struct __sk_buff *skb, struct bpf_fib_loo
 	default:
 		return -OVL_DROP_NO_ROUTE;
 	}
+}
+
+/* Resolve the next hop: fib->ifindex, smac and dmac. Returns 0 (resolved),
+ * 1 (IP frame, neighbour unresolved: use redirect_neigh with fib->ifindex and
+ * the next hop in fib->ipv{4,6}_dst) or -OVL_DROP_*.
+ *
+ * From the nexthops cache while its entry is fresh; else two fib lookups,
+ * then cached: the first with the largest length learns the route's MTU
+ * (FRAG_NEEDED reports it), the second with none resolves the next hop (a
+ * GSO super-packet's length would make it answer FRAG_NEEDED). Non-GSO
+ * frames longer than the MTU are refused either way. Unresolved neighbours
+ * are never cached. */
+static __always_inline int ovl_nexthop(struct __sk_buff *skb, struct bpf_fib_lookup *fib,
+				       const struct ovl_overlay *ov, const struct ovl_dest *dst,
+				       int v4, __u32 outer_l3_len, int ip_inner)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct ovl_nexthop nh = {};
+	struct ovl_nexthop *c;
+	struct ovl_nh_key key;
+	__u32 mtu;
+	int rc;
+
+	key.dst = dst->ip;
+	key.src = ov->src_ip;
+	c = nexthops.lookup(&key);
+	if (c && now < c->expiry_ns) {
+		if (!skb->gso_size && outer_l3_len > c->mtu)
+			return -OVL_DROP_TOO_BIG;
+		fib->ifindex = c->ifindex;
+		__builtin_memcpy(fib->dmac, c->dmac, ETH_ALEN);
+		__builtin_memcpy(fib->smac, c->smac, ETH_ALEN);
+		return 0;
+	}
+
+	ovl_fib_params(skb, fib, ov, dst, v4, 0xffff);
+	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		mtu = fib->mtu_result;
+	else if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		mtu = 0xffff;
+	else
+		return ovl_fib_error(rc, ip_inner);
+	if (!skb->gso_size && outer_l3_len > mtu)
+		return -OVL_DROP_TOO_BIG;
+
+	ovl_fib_params(skb, fib, ov, dst, v4, 0);
+	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return ovl_fib_error(rc, ip_inner);
+	nh.expiry_ns = now + OVL_NEXTHOP_TTL_NS;
+	nh.ifindex = fib->ifindex;
+	nh.mtu = mtu;
+	__builtin_memcpy(nh.dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh.smac, fib->smac, ETH_ALEN);
+	nexthops.update(&key, &nh);
+	return 0;
 }
 
 static __always_inline void ovl_fill_eth(struct ethhdr *eth, const struct bpf_fib_lookup *fib,
@@ -148,19 +265,21 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 	struct ovl_vlan_tag tag;
 	__be16 proto = skb->protocol;
 	int ip_inner = proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6);
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup fib;
 	struct ethhdr inner;
+	__u32 hash;
 	__u16 sport;
 	int nh;
 
 	if (l3_len > 0xffff)
 		return -OVL_DROP_TOO_BIG;
+	hash = ovl_flow_hash(skb);
 	if (bpf_skb_load_bytes(skb, 0, &inner, sizeof(inner)) < 0)
 		return -OVL_DROP_MALFORMED;
-	sport = ovl_sport(skb, ov);
+	sport = ovl_sport(hash, ov);
 	if (dst->flags & OVL_DEST_F_ENCRYPT)
 		return ovl_encap_mesh(skb, dst, vni, vlan, out_ifindex);
-	nh = ovl_nexthop(skb, &fib, ov, dst, v4, sport, l3_len, ip_inner);
+	nh = ovl_nexthop(skb, &fib, ov, dst, v4, l3_len, ip_inner);
 	if (nh < 0)
 		return nh;
 	if (ovl_mesh_external(fib.ifindex))
@@ -191,11 +310,11 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 		ovl_fill_udp_vxlan(&h.udp, &h.vx, sport, dst->port,
 				   l3_len - sizeof(struct iphdr), vni);
 		h.inner = inner;
-		if (bpf_skb_store_bytes(skb, 0, &h.eth, OVL_HDR_STORE_LEN(h), 0) < 0)
+		if (ovl_write_front(skb, &h.eth, OVL_HDR_STORE_LEN(h)) < 0)
 			return -OVL_DROP_ENCAP_FAIL;
 	} else {
 		struct ovl_hdr6 h = {};
-		__u32 flow = bpf_get_hash_recalc(skb) & 0xfffff;
+		__u32 flow = hash & 0xfffff;
 
 		ovl_fill_eth(&h.eth, &fib, bpf_htons(ETH_P_IPV6));
 		h.ip.version = 6;
@@ -210,7 +329,7 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 		ovl_fill_udp_vxlan(&h.udp, &h.vx, sport, dst->port,
 				   l3_len - sizeof(struct ipv6hdr), vni);
 		h.inner = inner;
-		if (bpf_skb_store_bytes(skb, 0, &h.eth, OVL_HDR_STORE_LEN(h), 0) < 0)
+		if (ovl_write_front(skb, &h.eth, OVL_HDR_STORE_LEN(h)) < 0)
 			return -OVL_DROP_ENCAP_FAIL;
 	}
 

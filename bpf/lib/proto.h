@@ -54,4 +54,17 @@ struct ovl_vlan_tag {
 
 #define OVL_HDR_STORE_LEN(h) (offsetof(typeof(h), inner) + ETH_HLEN - offsetof(typeof(h), eth))
 
+/* Write len (a constant) prepared bytes at the front of the frame: directly
+ * when they lie in the linear part, as they do after adjust_room or
+ * change_head pushed them there; bpf_skb_store_bytes otherwise. The direct
+ * write spares the helper's call and writability checks. */
+#define ovl_write_front(skb, src, len) ({					\
+	void *_d = (void *)(long)(skb)->data;					\
+	int _rc = 0;								\
+	if (_d + (len) <= (void *)(long)(skb)->data_end)			\
+		__builtin_memcpy(_d, (src), (len));				\
+	else									\
+		_rc = bpf_skb_store_bytes((skb), 0, (src), (len), 0);		\
+	_rc; })
+
 #endif /* OVL_PROTO_H */

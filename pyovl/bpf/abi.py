@@ -12,7 +12,7 @@ import ctypes as C
 import enum
 import ipaddress
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 ABI_MAGIC = 0x70796F76
 
 MAX_VNI = 0xFFFFFF
@@ -22,10 +22,13 @@ MAX_TARGETS = 1048576
 MAX_PEERS = 65536
 MAX_FLOOD = 32
 MAX_LISTEN = 64
+LISTEN_PORTS = 65536
 MAX_MESH_PEERS = 4096
 MAX_MESH_IFACES = 64
 MAX_PENDING = 65536
 RING_PAGES = 1024
+MAX_NEXTHOPS = 16384
+NEXTHOP_TTL_NS = 100_000_000
 MISS_FRAME_MAX = 2048
 MISS_QUEUE_BYTES = 128 * 1024
 MISS_INTERVAL_NS = 1_000_000_000
@@ -171,6 +174,21 @@ class MeshPeer(C.Structure):
     _fields_ = [("flags", C.c_uint32), ("pad", C.c_uint32), ("plaintext_rx", C.c_uint64)]
 
 
+class NhKey(C.Structure):
+    _fields_ = [("dst", Addr), ("src", Addr)]
+
+
+class Nexthop(C.Structure):
+    _fields_ = [
+        ("expiry_ns", C.c_uint64),
+        ("ifindex", C.c_uint32),
+        ("mtu", C.c_uint16),
+        ("dmac", C.c_uint8 * 6),
+        ("smac", C.c_uint8 * 6),
+        ("pad", C.c_uint16),
+    ]
+
+
 class MeshCfg(C.Structure):
     _fields_ = [("enabled", C.c_uint32), ("pad", C.c_uint32)]
 
@@ -232,7 +250,7 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "targets": (MAP_HASH, L2Key, Dest, MAX_TARGETS),
     "flood": (MAP_HASH, U32, Flood, MAX_OVERLAYS),
     "peers": (MAP_HASH, PeerKey, U32, MAX_PEERS),
-    "listen_ports": (MAP_HASH, U16, U32, MAX_LISTEN),
+    "listen_ports": (MAP_ARRAY, U32, U32, LISTEN_PORTS),
     "stats": (MAP_PERCPU_ARRAY, U32, U64, STATS_ENTRIES),
     "abi": (MAP_ARRAY, U32, AbiInfo, 1),
     "pending": (MAP_LRU_HASH, L2Key, Pending, MAX_PENDING),
@@ -241,6 +259,7 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "mesh_tunnels": (MAP_HASH, U16, U32, MAX_LISTEN),
     "mesh_ifaces": (MAP_HASH, U32, U32, MAX_MESH_IFACES),
     "mesh_cfg": (MAP_ARRAY, U32, MeshCfg, 1),
+    "nexthops": (MAP_LRU_HASH, NhKey, Nexthop, MAX_NEXTHOPS),
 }
 TRACE_MAP = ("trace", (MAP_PERCPU_ARRAY, U32, Trace, 1))
 

@@ -15,17 +15,24 @@ Test matrix (frame from a VNIC -> verdict, redirect target, output bytes):
   not a port / overlay gone            SHOT NOT_A_PORT / NO_OVERLAY
   no route / unresolved next hop       SHOT NO_ROUTE / NO_NEIGH (ARP);
                                        IP frames resolve via redirect_neigh
-  forwarding off on the VNIC           SHOT FWD_DISABLED
-  too big for the underlay MTU         SHOT TOO_BIG
+  forwarding off on the VNIC           SHOT FWD_DISABLED (when the next hop is looked up)
+  too big for the underlay MTU         SHOT TOO_BIG (device MTU, and a route's MTU)
+  next hop cache                       filled by the first frame; a changed
+                                       neighbour is used after the TTL or a flush
+  frames without an skb hash           source port from the inner flow: stable
+                                       per flow, different across flows
   GSO ARP (cannot grow as GSO)         SHOT ENCAP_FAIL
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 from env import (MAC, REMOTE, REMOTE6, REMOTE_DROP, REMOTE_NOROUTE, REMOTE_UNRES,
                       TC_ACT_REDIRECT, TC_ACT_SHOT, UL_MAC_PEER)
-from frames import ARP, IP, UDP, VXLAN, Ether, IPv6, inner_arp, inner_tcp
+from frames import ARP, IP, TCP, UDP, VXLAN, Ether, IPv6, inner_arp, inner_tcp
 
 from pyovl import netlink
 from pyovl.bpf import abi
@@ -236,9 +243,101 @@ def test_drop_reasons(bpfenv, desc, port, frame, reason, kw):
 
 
 def test_forwarding_off_is_reported(bpfenv):
+    bpfenv.dp.flush_nexthops()  # the kernel says FWD_DISABLED when the next hop is looked up
     netlink.sysctl_set("net.ipv4.conf.vp1.forwarding", "0")
     try:
         r = bpfenv.run("port", inner_tcp(MAC["vp1"], REMOTE), "vp1")
     finally:
         netlink.sysctl_set("net.ipv4.conf.vp1.forwarding", "1")
     assert r.verdict == TC_ACT_SHOT and r.trace.reason == abi.Drop.FWD_DISABLED
+
+
+def _outer_dst_mac(r) -> str:
+    assert r.verdict == TC_ACT_REDIRECT, r.trace.reason
+    return Ether(r.out).dst
+
+
+def test_next_hop_is_cached_per_destination(bpfenv):
+    bpfenv.dp.flush_nexthops()
+    _outer_dst_mac(bpfenv.run("port", inner_tcp(MAC["vp1"], REMOTE), "vp1"))
+    entries = list(bpfenv.dp.maps.nexthops.items())
+    assert len(entries) == 1
+    key, nh = entries[0]
+    assert str(key.dst.ip()) == "198.18.0.2" and str(key.src.ip()) == "198.18.0.1"
+    assert nh.ifindex == bpfenv.ifindex["ul0"] and nh.mtu == 1500
+    assert abi.mac_str(nh.dmac) == UL_MAC_PEER and abi.mac_str(nh.smac) == bpfenv.ul_mac
+    # a second destination behind the same address shares the entry
+    bpfenv.run("port", inner_tcp(MAC["vp2"], REMOTE), "vp2")
+    assert len(list(bpfenv.dp.maps.nexthops.keys())) == 1
+
+
+def _set_expiry(env, expiry_ns: int) -> None:
+    (key, nh), = env.dp.maps.nexthops.items()
+    nh.expiry_ns = expiry_ns
+    env.dp.maps.nexthops.put(key, nh)
+
+
+def _neigh(mac: str) -> None:
+    subprocess.run(["ip", "neigh", "replace", "198.18.0.2", "lladdr", mac, "dev", "ul0", "nud", "permanent"],
+                   check=True)
+
+
+def test_changed_neighbour_is_used_after_the_ttl_or_a_flush(bpfenv):
+    """The entry's age is set through the map (a slow machine, UML, takes more
+    than the 100 ms TTL to run `ip`); the clock is the data path's
+    (bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC)."""
+    moved = "02:aa:00:00:00:09"
+    frame = inner_tcp(MAC["vp1"], REMOTE)
+    now = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
+    bpfenv.dp.flush_nexthops()
+    t0 = now()
+    assert _outer_dst_mac(bpfenv.run("port", frame, "vp1")) == UL_MAC_PEER
+    (_, nh), = bpfenv.dp.maps.nexthops.items()
+    assert t0 - 5 * 10**7 <= nh.expiry_ns - abi.NEXTHOP_TTL_NS <= now()  # the coarse clock lags by a tick (10 ms in UML)
+    try:
+        _set_expiry(bpfenv, now() + 60 * 10**9)
+        _neigh(moved)
+        assert _outer_dst_mac(bpfenv.run("port", frame, "vp1")) == UL_MAC_PEER  # fresh entry: cached
+        _set_expiry(bpfenv, now() - 10**9)  # the coarse clock lags by up to a tick
+        assert _outer_dst_mac(bpfenv.run("port", frame, "vp1")) == moved  # expired: looked up again
+        _neigh(UL_MAC_PEER)
+        assert bpfenv.dp.flush_nexthops() == 1
+        assert _outer_dst_mac(bpfenv.run("port", frame, "vp1")) == UL_MAC_PEER
+    finally:
+        _neigh(UL_MAC_PEER)
+        bpfenv.dp.flush_nexthops()
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["looked up", "cached"])
+def test_route_mtu_is_enforced(bpfenv, cached):
+    """A route with its own MTU (1400 < the device's 1500) bounds non-GSO frames,
+    on the lookup and from the cache. The fib lookup honours a route MTU as
+    forwarding does: when it is locked (or net.ipv4.ip_forward_use_pmtu is on)."""
+    subprocess.run(["ip", "route", "add", "198.18.0.2/32", "dev", "ul0", "mtu", "lock", "1400"], check=True)
+    try:
+        bpfenv.dp.flush_nexthops()
+        fits, too_big = inner_tcp(MAC["vp1"], REMOTE, b"x" * 1290), inner_tcp(MAC["vp1"], REMOTE, b"x" * 1320)
+        if cached:
+            assert bpfenv.run("port", fits, "vp1").verdict == TC_ACT_REDIRECT
+            assert next(iter(bpfenv.dp.maps.nexthops.items()))[1].mtu == 1400
+        r = bpfenv.run("port", too_big, "vp1")
+        assert r.verdict == TC_ACT_SHOT and r.trace.reason == abi.Drop.TOO_BIG
+        assert bpfenv.run("port", fits, "vp1").verdict == TC_ACT_REDIRECT  # 1290+40+50 = 1380 <= 1400
+    finally:
+        subprocess.run(["ip", "route", "del", "198.18.0.2/32", "dev", "ul0"], check=False)
+        bpfenv.dp.flush_nexthops()
+
+
+def test_source_port_follows_the_inner_flow(bpfenv):
+    """BPF_PROG_RUN frames carry no skb hash (like a tap's): the port program
+    hashes the inner flow itself."""
+    def sport(tcp_sport):
+        frame = bytes(Ether(src=MAC["vp1"], dst=REMOTE) / IP(src="10.0.0.1", dst="10.0.0.2") /
+                      TCP(sport=tcp_sport, dport=80))
+        r = bpfenv.run("port", frame, "vp1")
+        assert r.verdict == TC_ACT_REDIRECT
+        return Ether(r.out)[UDP].sport
+
+    ports = [sport(40000 + i) for i in range(16)]
+    assert ports == [sport(40000 + i) for i in range(16)], "a flow keeps its source port"
+    assert len(set(ports)) >= 12, "flows spread over source ports: %s" % ports

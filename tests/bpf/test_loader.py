@@ -34,11 +34,11 @@ def test_pins_are_reused_without_recompiling(pin_dir):
     loader.load(pin_dir)
     ids = {p: _prog_id(loader.prog_pin(pin_dir, p)) for p in loader.PROGRAMS}
     with PinnedMaps(pin_dir) as m:
-        m.listen_ports.put(abi.U16(4789), abi.U32(1))
+        m.listen_ports.put(abi.U32(4789), abi.U32(1))
     loader.load(pin_dir)  # a second run (a restart) keeps programs and map contents
     assert ids == {p: _prog_id(loader.prog_pin(pin_dir, p)) for p in loader.PROGRAMS}
     with PinnedMaps(pin_dir) as m:
-        assert m.listen_ports.get(abi.U16(4789)).value == 1
+        assert m.listen_ports.get(abi.U32(4789)).value == 1
 
 
 def test_stale_abi_stamp_is_refused(pin_dir):

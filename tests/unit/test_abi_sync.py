@@ -47,13 +47,14 @@ def test_constants_match():
     assert d["OVL_ABI_MAGIC"] == abi.ABI_MAGIC
     for name in ("MAX_VNI", "MAX_OVERLAYS", "MAX_VNICS", "MAX_TARGETS", "MAX_PEERS", "MAX_FLOOD",
                  "MAX_LISTEN", "MODE_POINT", "MODE_DYNAMIC", "TARGET_VALID", "TARGET_DROP",
-                 "MAX_PENDING", "RING_PAGES", "MISS_FRAME_MAX"):
+                 "MAX_PENDING", "RING_PAGES", "MISS_FRAME_MAX", "MAX_NEXTHOPS", "LISTEN_PORTS"):
         assert d["OVL_" + name] == getattr(abi, name), name
     assert d["OVL_F_STRICT"] == abi.F_STRICT
     assert d["OVL_VNIC_F_PEER"] == abi.VNIC_F_PEER
     for name in ("DEST_F_ENCRYPT", "MESH_F_ENCRYPT", "MESH_IF_EXTERNAL", "MAX_MESH_PEERS", "MAX_MESH_IFACES"):
         assert d["OVL_" + name] == getattr(abi, name), name
     assert d["OVL_EV_F_FIRST"] == abi.EV_F_FIRST
+    assert "#define OVL_NEXTHOP_TTL_NS 100000000ULL" in HEADER and abi.NEXTHOP_TTL_NS == 10**8
     assert "#define OVL_MISS_QUEUE_BYTES (128 * 1024)" in HEADER and abi.MISS_QUEUE_BYTES == 128 * 1024
     assert "#define OVL_MISS_INTERVAL_NS 1000000000ULL" in HEADER and abi.MISS_INTERVAL_NS == 10**9
     assert abi.MISS_FRAME_MAX & (abi.MISS_FRAME_MAX - 1) == 0, "punt.h masks with MISS_FRAME_MAX - 1"
@@ -82,7 +83,7 @@ STRUCTS = {"ovl_addr": abi.Addr, "ovl_dest": abi.Dest, "ovl_overlay": abi.Overla
            "ovl_l2key": abi.L2Key, "ovl_port": abi.Port, "ovl_flood": abi.Flood,
            "ovl_peer_key": abi.PeerKey, "ovl_abi_info": abi.AbiInfo, "ovl_trace": abi.Trace,
            "ovl_event_hdr": abi.EventHdr, "ovl_pending": abi.Pending, "ovl_mesh_peer": abi.MeshPeer,
-           "ovl_mesh_cfg": abi.MeshCfg}
+           "ovl_mesh_cfg": abi.MeshCfg, "ovl_nh_key": abi.NhKey, "ovl_nexthop": abi.Nexthop}
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to measure the header")
