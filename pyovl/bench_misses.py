@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def measure(latency_misses: int = 1000, bursts: int = 20) -> dict:
         subprocess.run([pyovl, "--netns", "pyovl-bm-ha", "down"], env=env, capture_output=True)
         t.destroy()
         subprocess.run(["ip", "netns", "del", "pyovl-bm-ga"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
