@@ -22,7 +22,7 @@ import sys
 import time
 
 from pyovl import __version__
-from pyovl.bench import progrun, scale, topo, traffic
+from pyovl.bench import profile, progrun, scale, topo, traffic
 from pyovl.topo import sweep
 
 PREFIX = "pyovl-bench"
@@ -79,6 +79,11 @@ def run(quick: bool, reps: int, out_dir: str) -> dict:
                      "rr_p99_latency": ratio(med("pyovl-tc", "rr_p99_us"), med("kernel", "rr_p99_us")),
                      "xdp": {"udp64_pps": ratio(med("pyovl-xdp", "udp64_pps"), med("kernel", "udp64_pps")),
                              "rr_p50_latency": ratio(med("pyovl-xdp", "rr_p50_us"), med("kernel", "rr_p50_us"))}}
+    if quick:
+        res["profile"] = {"skipped": "quick run"}
+    else:
+        print("CPU profile (perf) ...", file=sys.stderr, flush=True)
+        res["profile"] = {"udp": profile.profile(PREFIX, load="udp"), "tcp": profile.profile(PREFIX, load="tcp")}
     print("BPF_PROG_RUN ...", file=sys.stderr, flush=True)
     res["prog_run_ns"] = progrun.measure(PREFIX, (1000, 20000) if quick else (1000, 1000000),
                                          repeat=5000 if quick else 50000)
@@ -134,6 +139,10 @@ def table(res: dict) -> str:
                          n, row["pyovl"]["seconds"], row["pyovl"]["map_memory_bytes"] / 2**20,
                          row["pyovl"]["memory_bytes"] / 2**20,
                          row["kernel_vxlan"]["seconds"], row["kernel_vxlan"]["memory_bytes"] / 2**20))
+    for load, pr in (res.get("profile") or {}).items():
+        for m, row in (pr.get("modes", {}) if isinstance(pr, dict) else {}).items():
+            lines.append("profile %s, %s: overlay %.1f%% of busy CPU (a free overlay would gain at most %.3fx)"
+                         % (load, m, row["overlay_share_of_busy_pct"], row["max_gain_if_overlay_free"]))
     f = res.get("scale_files")
     if f:
         lines.append("files overlay, %d entries: pyovl up -d %.2fs (%s)"
