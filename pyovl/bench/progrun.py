@@ -8,13 +8,22 @@ encapsulated frame (and drop it at the source-MAC check), decap an inner
 frame (and pass it). So every run here is its own call with repeat = 1, its
 verdict is checked, and the kernel's own timing of the program (not of the
 syscall) is averaged over the calls.
+
+    python -m pyovl.bench.progrun                  1000 targets, as JSON
+    python -m pyovl.bench.progrun --loop encap     one program back to back, to
+                                                   profile with perf record -a -g
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import ctypes as C
+import json
 import os
 import struct
+import sys
+import time
 
 from pyovl import netlink, netns
 from pyovl.bpf import abi, loader, syscall
@@ -73,14 +82,18 @@ def _baseline(ptype: int, calls: int) -> float:
         os.close(fd)
 
 
-def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
+@contextlib.contextmanager
+def _bench_env(prefix: str):
+    """A namespace with an underlay, one VNIC and the programs loaded (one
+    overlay 9, target PEER_MAC -> 198.18.0.2): yields (dp, programs, encap
+    context, frames by program). Removed on exit."""
     ns = prefix + "-progrun"
     sweep_ns(ns)
     sh("ip", "netns", "add", ns)
     inside = netns.inside(ns)
     inside.__enter__()
     dp = None
-    out: dict = {}
+    progs: dict = {}
     try:
         sh("ip", "link", "set", "lo", "up")
         sh("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1")
@@ -98,18 +111,34 @@ def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
         ctx = (C.c_uint8 * 192)()
         struct.pack_into("<I", ctx, 40, netlink.ifindex("vp"))
         inner, vx = _frames()
+        yield dp, progs, ctx, {"port": inner, "underlay_tc": vx, "underlay_xdp": vx}
+    finally:
+        for fd in progs.values():
+            os.close(fd)
+        if dp is not None:
+            dp.teardown()
+        inside.__exit__(None, None, None)
+        sweep_ns(ns)
+
+
+CASES = (("encap", "port", TC_ACT_REDIRECT), ("decap_tc", "underlay_tc", TC_ACT_REDIRECT),
+         ("decap_xdp", "underlay_xdp", XDP_REDIRECT))
+
+
+def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
+    out: dict = {}
+    with _bench_env(prefix) as (dp, progs, ctx, frames):
         filled = 1
         for size in sizes:
             if size > filled:
                 _fill_targets(dp, size)
                 filled = size
             row = {}
-            for name, prog, frame, c, verdict in (("encap", "port", inner, ctx, TC_ACT_REDIRECT),
-                                                  ("decap_tc", "underlay_tc", vx, None, TC_ACT_REDIRECT),
-                                                  ("decap_xdp", "underlay_xdp", vx, None, XDP_REDIRECT)):
+            for name, prog, verdict in CASES:
+                c = ctx if prog == "port" else None
                 total = 0
                 for _ in range(repeat):
-                    ret, _, took = syscall.prog_test_run(progs[prog], frame, c, repeat=1)
+                    ret, _, took = syscall.prog_test_run(progs[prog], frames[prog], c, repeat=1)
                     if ret != verdict:
                         raise RuntimeError("%s returned %d, not %d: the measurement would be of "
                                            "another path" % (name, ret, verdict))
@@ -119,11 +148,39 @@ def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
             out[str(size)] = row
         out["baseline"] = {"tc": _baseline(3, repeat), "xdp": _baseline(6, repeat)}
         out["runs"] = repeat
-        for fd in progs.values():
-            os.close(fd)
-    finally:
-        if dp is not None:
-            dp.teardown()
-        inside.__exit__(None, None, None)
-        sweep_ns(ns)
     return out
+
+
+def loop(prefix: str, case: str, seconds: float) -> float:
+    """Run one case back to back for `seconds` (to profile it from outside:
+    perf record -a -g -- sleep N); returns its mean ns per run."""
+    prog, verdict = {n: (p, v) for n, p, v in CASES}[case]
+    with _bench_env(prefix) as (_dp, progs, ctx, frames):
+        c = ctx if prog == "port" else None
+        n = total = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ret, _, took = syscall.prog_test_run(progs[prog], frames[prog], c, repeat=1)
+            if ret != verdict:
+                raise RuntimeError("%s returned %d, not %d" % (case, ret, verdict))
+            n += 1
+            total += took
+    return total / max(n, 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="BPF_PROG_RUN cost of pyovl's programs")
+    ap.add_argument("--loop", choices=[c[0] for c in CASES],
+                    help="run one program back to back (profile it with perf record -a -g meanwhile)")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeat", type=int, default=30000)
+    args = ap.parse_args()
+    if args.loop:
+        print("%s: %.1f ns per run" % (args.loop, loop("pyovl-progrun", args.loop, args.seconds)))
+    else:
+        print(json.dumps(measure("pyovl-progrun", (1000,), args.repeat), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,6 +39,32 @@ def _files_scale(r: dict) -> tuple[str, str]:
     return text, "%.2f s%s" % (f["seconds"], at)
 
 
+def _profile_rows(r: dict) -> str:
+    """The CPU profile table (pyovl.bench.profile) or why there is none."""
+    prof = r.get("profile")
+    if not isinstance(prof, dict) or not all(isinstance(prof.get(k), dict) and "modes" in prof[k]
+                                             for k in ("udp", "tcp")):
+        why = prof.get("skipped", "not measured in this run") if isinstance(prof, dict) else "not measured in this run"
+        return "(CPU profile: %s.)" % why
+    ratio = {"udp": r["ratios"]["udp64_pps"], "tcp": r["ratios"]["tcp_throughput"]}
+    target = {"udp": 2.0, "tcp": 1.3}
+    rows = ["| load | kernel vxlan + bridge: share of busy CPU | pyovl-tc: share of busy CPU | "
+            "pyovl-tc if its programs cost nothing, at most | ratio then, at most | target |", "|---|---|---|---|---|---|"]
+    for load, name in (("udp", "64-byte UDP"), ("tcp", "single-stream TCP")):
+        m = prof[load]["modes"]
+        gain = m["pyovl-tc"]["max_gain_if_overlay_free"]
+        rows.append("| %s | %.1f%% | %.1f%% | %.3f× | %.2f | %.1f |" % (
+            name, m["kernel"]["overlay_share_of_busy_pct"], m["pyovl-tc"]["overlay_share_of_busy_pct"], gain,
+            ratio[load] * gain, target[load]))
+    short = [n for load, n in (("udp", "UDP"), ("tcp", "TCP"))
+             if ratio[load] * prof[load]["modes"]["pyovl-tc"]["max_gain_if_overlay_free"] < target[load]]
+    rows.append("")
+    rows.append("So even free, pyovl's programs would leave %s short of the target on this topology."
+                % " and ".join(short) if short else
+                "A cheaper data path could still reach the targets on this topology: the overlay's share is the lever.")
+    return "\n".join(rows)
+
+
 def render(r: dict) -> str:
     t, ra, mp, sc = r["traffic"], r["ratios"], r["miss_path"], r["scale"]
     pr = {k: v for k, v in r["prog_run_ns"].items() if k.isdigit()}
@@ -116,8 +142,11 @@ trivial program (`r0 = 0; exit`) measures {base["tc"]:.0f} ns as TC and {base["x
 
 Less the trivial program, at {big} targets: encap ≈ {enc:.0f} ns, TC decap ≈ {dtc:.0f} ns, XDP decap ≈
 {dxdp:.0f} ns. The cost does not grow with the table ({big} vs {small}: encap {pr[big]["encap"] / pr[small]["encap"]:.2f}×).
-Encap includes a real `bpf_fib_lookup` and grows an skb that BPF_PROG_RUN builds with little headroom (the
-kernel reallocates it); a guest's TCP skb carries more. Memory per target at {big} targets:
+Encap takes its next hop from the `nexthops` cache (a real `bpf_fib_lookup` per destination every 100 ms) and,
+as BPF_PROG_RUN frames carry no skb hash, computes its own flow hash; it grows the skb with
+`bpf_skb_adjust_room`. Before ABI 4 (cached next hops, own flow hash, direct header writes, `listen_ports` as
+an array) the same measurement gave encap 820 ns, TC decap 351 ns, XDP decap 276 ns at 1000000 targets (trivial
+program 93/111). Memory per target at {big} targets:
 **{r["memory_per_target_bytes"]} bytes** (the kernel's own account, fdinfo `memlock`, of the no-prealloc hash
 map, buckets included).
 
@@ -138,6 +167,44 @@ already loaded. Kernel: `ip -batch` creating and raising N vxlan devices. An ove
 not a netdev; pyovl's own MemAvailable change is below the noise, its maps' memory is given instead.
 
 {files_text}
+
+## What limits the targets not reached
+
+**Traffic ratios.** Every mode pays the same for what is not the overlay: the generator's system calls, both
+guests' sockets and IP stacks, and the veth hops (guest into its host, and the underlay veth standing for the
+wire), each a transmit plus a backlog queue processed in softirq on the sending CPU. The CPU profile measures
+what is left to win: `python -m pyovl.bench.profile [--tcp]` runs `perf record -a -g` during the traffic run
+and sorts every sample by its call chain (pyovl's TC programs and the helpers they call; the kernel's vxlan and
+bridge functions), giving the overlay's share of the busy CPU and, from it, the most a data path that cost
+nothing could gain on that load:
+
+{_profile_rows(r)}
+
+`routed` (no overlay at all) against the kernel gives the same bound from the other side. Request/response: a ping's whole round trip
+(request, reply, both data paths) runs inline on the sending CPU, so its p50 is the path's CPU length, measured
+with ping's 1 µs resolution (0.5 × {t["kernel"]["rr_p50_us"]["median"]:.0f} µs needs
+{t["kernel"]["rr_p50_us"]["median"] * 0.5:.0f} µs). pyovl crosses two backlog queues per direction (guest veth
+into the host, the underlay veth) where `routed` crosses three and the kernel four plus its vxlan GRO cell;
+decap delivers into the guest with `bpf_redirect_peer`, which skips the last one.
+
+What would move them: netkit devices as VNICs (Linux 6.7+, `CONFIG_NETKIT`) run the port program inside the
+guest's own transmit, removing the guest-to-host backlog hop in each direction; this VM's kernel is built
+without netkit (`ip link add type netkit`: "Unknown device type"). On real hosts the underlay is a NIC, not a
+veth pair whose receive is a second backlog pass on the sending CPU, and XDP decap on a NIC driver redirects
+unicast before an skb exists.
+
+**BPF_PROG_RUN (40 / 60 ns).** The kernel's timing of a BPF_PROG_RUN call costs {base["tc"]:.0f} ns before any
+instruction runs; less that, encap ≈ {enc:.0f} ns and TC decap ≈ {dtc:.0f} ns. Profiling
+`python -m pyovl.bench.progrun --loop encap` (and `--loop decap_tc`) with `perf record -a -g`, the samples
+inside the timed run less those of the timing itself (measured 2026-11-21, encap ≈ 500 ns per run, TC decap ≈
+285): encap spends about 30% in its five hash-map lookups (vnics, overlays, ports, targets, nexthops: ~25 ns
+each), 17% in `bpf_skb_adjust_room` and its header push, 6% reading the coarse clock for the cache's expiry,
+and 40% in its own instructions (building and writing 64 bytes of headers, the flow hash, counters); TC decap
+36% in `bpf_skb_adjust_room`, 21% in its two hash lookups (overlays, ports), 39% in its own instructions. The
+helper calls alone exceed 40-60 ns: a program that must grow or shrink an skb cannot reach those targets. What
+would move it further: one map for local ports and remote targets (one lookup instead of two per unicast
+frame), the VNIC's overlay carried in its vnic entry (one lookup fewer), the outer header prepared per
+destination, `bpf_jiffies64` for the expiry, and XDP decap on NICs (no skb to shrink).
 
 ## Against the performance targets (issue 6)
 
