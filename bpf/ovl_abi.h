@@ -147,7 +147,9 @@ struct ovl_mesh_peer {
 /* nexthops: (underlay destination, source) -> the next hop bpf_fib_lookup
  * gave for it, reused for OVL_NEXTHOP_TTL_NS (writer: data path; pyovl may
  * flush it). Per destination, like the kernel vxlan device's per-remote dst
- * cache: the route (and on ECMP, the path) is the first flow's for one TTL.
+ * cache: looked up with source port 0, so on an ECMP route one destination
+ * host takes one path. Not in the key: the VNIC (policy routing by incoming
+ * interface, a VNIC's forwarding switched off) counts at refresh only.
  * The fib lookup was ~175 ns of encap's ~730 (BPF_PROG_RUN, 6.18). */
 struct ovl_nh_key {
 	struct ovl_addr dst;

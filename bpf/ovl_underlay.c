@@ -121,7 +121,10 @@ static __always_inline int ovl_tc_decap(struct __sk_buff *skb, const struct ovl_
 		reparse = 1;
 	}
 	inner->h_proto = rx->inner_proto; /* untagged, as the guest sent it */
-	if (ovl_write_front(skb, inner, ETH_HLEN) < 0)
+	/* Not a direct write: that would make the verifier prepend an unclone
+	 * (a head copy) for every cloned skb, host traffic included (any
+	 * tcpdump on the underlay clones them all). */
+	if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
 		return -OVL_DROP_DECAP_FAIL;
 	return reparse;
 }

@@ -183,13 +183,19 @@ static __always_inline int ovl_nexthop(struct __sk_buff *skb, struct bpf_fib_loo
 	key.dst = dst->ip;
 	key.src = ov->src_ip;
 	c = nexthops.lookup(&key);
-	if (c && now < c->expiry_ns) {
-		if (!skb->gso_size && outer_l3_len > c->mtu)
-			return -OVL_DROP_TOO_BIG;
-		fib->ifindex = c->ifindex;
-		__builtin_memcpy(fib->dmac, c->dmac, ETH_ALEN);
-		__builtin_memcpy(fib->smac, c->smac, ETH_ALEN);
-		return 0;
+	if (c) {
+		/* Copied at once: an LRU hash frees a replaced or evicted node
+		 * for reuse without waiting for readers (no RCU grace), so the
+		 * entry is read in one short copy, not field by field later. */
+		nh = *c;
+		if (now < nh.expiry_ns) {
+			if (!skb->gso_size && outer_l3_len > nh.mtu)
+				return -OVL_DROP_TOO_BIG;
+			fib->ifindex = nh.ifindex;
+			__builtin_memcpy(fib->dmac, nh.dmac, ETH_ALEN);
+			__builtin_memcpy(fib->smac, nh.smac, ETH_ALEN);
+			return 0;
+		}
 	}
 
 	ovl_fib_params(skb, fib, ov, dst, v4, 0xffff);

@@ -57,7 +57,9 @@ struct ovl_vlan_tag {
 /* Write len (a constant) prepared bytes at the front of the frame: directly
  * when they lie in the linear part, as they do after adjust_room or
  * change_head pushed them there; bpf_skb_store_bytes otherwise. The direct
- * write spares the helper's call and writability checks. */
+ * write spares the helper's call; the price is the verifier's prologue,
+ * which unclones every cloned skb the program sees, so only programs that
+ * see nothing but their own traffic (the port program) use it. */
 #define ovl_write_front(skb, src, len) ({					\
 	void *_d = (void *)(long)(skb)->data;					\
 	int _rc = 0;								\
