@@ -135,6 +135,7 @@ program is averaged over {int(r["prog_run_ns"].get("runs", 0)) or "many"} calls.
 runs the program again on the frame the previous run changed: encap then measures a drop, decap a
 pass-through. An earlier version of this page published such numbers.) That timing has a fixed cost: a
 trivial program (`r0 = 0; exit`) measures {base["tc"]:.0f} ns as TC and {base["xdp"]:.0f} ns as XDP.
+{r.get("prog_run_note", "")}
 
 | targets in the table | encap (port program) | decap TC | decap XDP | target memory |
 |---|---|---|---|---|
@@ -144,8 +145,8 @@ Less the trivial program, at {big} targets: encap ≈ {enc:.0f} ns, TC decap ≈
 {dxdp:.0f} ns. The cost does not grow with the table ({big} vs {small}: encap {pr[big]["encap"] / pr[small]["encap"]:.2f}×).
 Encap takes its next hop from the `nexthops` cache (a real `bpf_fib_lookup` per destination every 100 ms) and,
 as BPF_PROG_RUN frames carry no skb hash, computes its own flow hash; it grows the skb with
-`bpf_skb_adjust_room`. Before ABI 4 (cached next hops, own flow hash, direct header writes, `listen_ports` as
-an array) the same measurement gave encap 820 ns, TC decap 351 ns, XDP decap 276 ns at 1000000 targets (trivial
+`bpf_skb_adjust_room`. Before ABI 4 (cached next hops, own flow hash, direct header writes in encap,
+`listen_ports` as an array) the same measurement gave encap 820 ns, TC decap 351 ns, XDP decap 276 ns at 1000000 targets (trivial
 program 93/111). Memory per target at {big} targets:
 **{r["memory_per_target_bytes"]} bytes** (the kernel's own account, fdinfo `memlock`, of the no-prealloc hash
 map, buckets included).
@@ -200,11 +201,14 @@ inside the timed run less those of the timing itself (measured 2026-11-21, encap
 285): encap spends about 30% in its five hash-map lookups (vnics, overlays, ports, targets, nexthops: ~25 ns
 each), 17% in `bpf_skb_adjust_room` and its header push, 6% reading the coarse clock for the cache's expiry,
 and 40% in its own instructions (building and writing 64 bytes of headers, the flow hash, counters); TC decap
-36% in `bpf_skb_adjust_room`, 21% in its two hash lookups (overlays, ports), 39% in its own instructions. The
+(profiled with a direct header write, since replaced by `bpf_skb_store_bytes`, ~45 ns more: a direct write
+makes the verifier unclone every cloned skb the underlay program sees, host traffic included) 36% in
+`bpf_skb_adjust_room`, 21% in its two hash lookups (overlays, ports), 39% in its own instructions. The
 helper calls alone exceed 40-60 ns: a program that must grow or shrink an skb cannot reach those targets. What
 would move it further: one map for local ports and remote targets (one lookup instead of two per unicast
 frame), the VNIC's overlay carried in its vnic entry (one lookup fewer), the outer header prepared per
-destination, `bpf_jiffies64` for the expiry, and XDP decap on NICs (no skb to shrink).
+destination, `bpf_jiffies64` for the expiry, the decap's header write in a tail-called program (only VXLAN
+would then pay the unclone), and XDP decap on NICs (no skb to shrink).
 
 ## Against the performance targets (issue 6)
 
