@@ -39,7 +39,6 @@ import json
 import socket
 import struct
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -47,6 +46,7 @@ import pytest
 from pyovl import netns
 from pyovl.mesh import firewall
 from pyovl.topo import sh
+from udp import drain, receiver, send
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -168,42 +168,6 @@ def mesh(request, topo):
 
 # --- traffic -------------------------------------------------------------------
 
-def receiver(ns, port):
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
-    s.settimeout(0.2)
-    return s
-
-
-def send(ns, src, dst, dport, n=3):
-    """Send n datagrams from src; returns how many the local stack refused
-    (EPERM: netfilter dropped them on the way out)."""
-    refused = 0
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with s:
-        s.bind((src, 0))
-        for i in range(n):
-            try:
-                s.sendto(b"pyovl-fw-%d" % i, (dst, dport))
-            except PermissionError:
-                refused += 1
-    return refused
-
-
-def drain(sock, wait=2.0):
-    got, deadline = 0, time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            sock.recv(2048)
-            got += 1
-        except socket.timeout:
-            if got:
-                break
-    return got
-
-
 def _mac(ns, dev):
     return json.loads(sh("ip", "-j", "link", "show", dev, ns=ns).stdout)[0]["address"]
 
@@ -237,14 +201,14 @@ def test_encrypted_passes_plaintext_dropped_and_counted(mesh):
     backend, a, b = mesh
     with receiver(b, PORT) as rb, receiver(b, OTHER_PORT) as rb2, receiver(a, OTHER_PORT) as ra2:
         # Encrypted: out of fwa as ESP, into fwb decrypted.
-        assert send(a, A_IP, B_IP, PORT) == 0
-        assert drain(rb) == 3, "ESP-protected overlay traffic did not arrive"
+        assert send(a, B_IP, PORT, src=(A_IP, 0)) == 0
+        assert drain(rb, 2.0) == 3, "ESP-protected overlay traffic did not arrive"
         ca, cb = backend.counts(a), backend.counts(b)
         assert (ca["plaintext_out"], cb["plaintext_in"]) == (0, 0), (ca, cb)
         assert ca["mesh_out"] >= 3 and cb["mesh_in"] >= 3, "it did not travel as ESP: %s %s" % (ca, cb)
 
         # Plaintext out (no SA for 198.18.0.3): refused in fwa.
-        assert send(a, A_OTHER, B_IP, PORT) == 3
+        assert send(a, B_IP, PORT, src=(A_OTHER, 0)) == 3
         assert drain(rb, 1.0) == 0
         assert backend.counts(a)["plaintext_out"] == 3
 
@@ -255,8 +219,8 @@ def test_encrypted_passes_plaintext_dropped_and_counted(mesh):
         assert backend.counts(b)["plaintext_in"] == 4
 
         # Other ports are not the firewall's business.
-        assert send(a, A_OTHER, B_IP, OTHER_PORT) == 0
-        assert drain(rb2) == 3
-        assert send(b, B_IP, A_IP, OTHER_PORT) == 0
-        assert drain(ra2) == 3
+        assert send(a, B_IP, OTHER_PORT, src=(A_OTHER, 0)) == 0
+        assert drain(rb2, 2.0) == 3
+        assert send(b, A_IP, OTHER_PORT, src=(B_IP, 0)) == 0
+        assert drain(ra2, 2.0) == 3
     assert backend.counts(a)["plaintext_in"] == 0 and backend.counts(b)["plaintext_out"] == 0

@@ -23,7 +23,6 @@ encrypted traffic passing where the kernel has ESP.
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -32,6 +31,7 @@ from pyovl import netns
 from pyovl.errors import KernelError, StateError
 from pyovl.mesh import firewall
 from pyovl.topo import sh
+from udp import drain, receiver, send
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -67,45 +67,6 @@ def counters(ns):
 
 def listing(ns):
     return sh("nft", "list", "table", "inet", firewall.table_name(ns), ns=ns).stdout
-
-
-def receiver(ns, port, addr="0.0.0.0"):
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # senders bind the port too
-    s.bind((addr, port))
-    s.settimeout(0.2)
-    return s
-
-
-def send(ns, dst, dport, n=3, src=("0.0.0.0", 0)):
-    """Send n datagrams; returns how many the local stack refused (EPERM:
-    netfilter dropped them on the way out)."""
-    refused = 0
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(src)
-        for i in range(n):
-            try:
-                s.sendto(b"pyovl-fw-%d" % i, (dst, dport))
-            except PermissionError:
-                refused += 1
-    return refused
-
-
-def drain(sock, wait=1.0):
-    """How many datagrams arrive within wait seconds (then stop at a lull)."""
-    got, deadline = 0, time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            sock.recv(2048)
-            got += 1
-        except socket.timeout:
-            if got:
-                break
-    return got
 
 
 def test_plaintext_dropped_and_counted_both_ways(pair):
