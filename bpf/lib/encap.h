@@ -279,12 +279,12 @@ static __always_inline int ovl_encap(struct __sk_buff *skb, const struct ovl_ove
 
 	if (l3_len > 0xffff)
 		return -OVL_DROP_TOO_BIG;
-	hash = ovl_flow_hash(skb);
 	if (bpf_skb_load_bytes(skb, 0, &inner, sizeof(inner)) < 0)
 		return -OVL_DROP_MALFORMED;
-	sport = ovl_sport(hash, ov);
 	if (dst->flags & OVL_DEST_F_ENCRYPT)
-		return ovl_encap_mesh(skb, dst, vni, vlan, out_ifindex);
+		return ovl_encap_mesh(skb, dst, vni, vlan, out_ifindex); /* the kernel's vxlan picks the port */
+	hash = ovl_flow_hash(skb);
+	sport = ovl_sport(hash, ov);
 	nh = ovl_nexthop(skb, &fib, ov, dst, v4, l3_len, ip_inner);
 	if (nh < 0)
 		return nh;

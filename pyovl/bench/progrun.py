@@ -85,8 +85,8 @@ def _baseline(ptype: int, calls: int) -> float:
 @contextlib.contextmanager
 def _bench_env(prefix: str):
     """A namespace with an underlay, one VNIC and the programs loaded (one
-    overlay 9, target PEER_MAC -> 198.18.0.2): yields (dp, programs, encap
-    context, frames by program). Removed on exit."""
+    overlay 9, target PEER_MAC -> 198.18.0.2): yields (dp, programs, inputs:
+    program -> (frame, context or None)). Removed on exit."""
     ns = prefix + "-progrun"
     sweep_ns(ns)
     sh("ip", "netns", "add", ns)
@@ -111,7 +111,7 @@ def _bench_env(prefix: str):
         ctx = (C.c_uint8 * 192)()
         struct.pack_into("<I", ctx, 40, netlink.ifindex("vp"))
         inner, vx = _frames()
-        yield dp, progs, ctx, {"port": inner, "underlay_tc": vx, "underlay_xdp": vx}
+        yield dp, progs, {"port": (inner, ctx), "underlay_tc": (vx, None), "underlay_xdp": (vx, None)}
     finally:
         for fd in progs.values():
             os.close(fd)
@@ -127,7 +127,7 @@ CASES = (("encap", "port", TC_ACT_REDIRECT), ("decap_tc", "underlay_tc", TC_ACT_
 
 def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
     out: dict = {}
-    with _bench_env(prefix) as (dp, progs, ctx, frames):
+    with _bench_env(prefix) as (dp, progs, inputs):
         filled = 1
         for size in sizes:
             if size > filled:
@@ -135,10 +135,9 @@ def measure(prefix: str, sizes: tuple[int, ...], repeat: int) -> dict:
                 filled = size
             row = {}
             for name, prog, verdict in CASES:
-                c = ctx if prog == "port" else None
                 total = 0
                 for _ in range(repeat):
-                    ret, _, took = syscall.prog_test_run(progs[prog], frames[prog], c, repeat=1)
+                    ret, _, took = syscall.prog_test_run(progs[prog], *inputs[prog], repeat=1)
                     if ret != verdict:
                         raise RuntimeError("%s returned %d, not %d: the measurement would be of "
                                            "another path" % (name, ret, verdict))
@@ -155,12 +154,11 @@ def loop(prefix: str, case: str, seconds: float) -> float:
     """Run one case back to back for `seconds` (to profile it from outside:
     perf record -a -g -- sleep N); returns its mean ns per run."""
     prog, verdict = {n: (p, v) for n, p, v in CASES}[case]
-    with _bench_env(prefix) as (_dp, progs, ctx, frames):
-        c = ctx if prog == "port" else None
+    with _bench_env(prefix) as (_dp, progs, inputs):
         n = total = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            ret, _, took = syscall.prog_test_run(progs[prog], frames[prog], c, repeat=1)
+            ret, _, took = syscall.prog_test_run(progs[prog], *inputs[prog], repeat=1)
             if ret != verdict:
                 raise RuntimeError("%s returned %d, not %d" % (case, ret, verdict))
             n += 1
