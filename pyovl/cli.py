@@ -48,6 +48,8 @@ def cli(ctx, ns, instance):
 
     Shell completion (bash): eval "$(_PYOVL_COMPLETE=bash_source pyovl)"
     """
+    # Before any thread: leave an `ip netns exec` mount namespace (see netns).
+    netns.join_host_mounts()
     if ns:
         try:
             netns.enter(ns)
