@@ -70,10 +70,23 @@ def check_kernel():
 
 
 
-def _ctl(ctx):
-    from pyovl.control import Controller  # noqa: PLC0415
+def _instance(ctx) -> str:
+    return ctx.find_root().obj["instance"] or netns.current_name()
 
-    return Controller(instance=ctx.find_root().obj["instance"])
+
+def _engine(ctx):
+    """An engine to read with (show verbs); writes go through _submit."""
+    from pyovl.engine.engine import Engine  # noqa: PLC0415
+
+    return Engine(_instance(ctx))
+
+
+def _submit(ctx, change) -> list[str]:
+    """Hand a change to the one writer (the daemon, or this process under
+    the instance lock)."""
+    from pyovl.engine import writer  # noqa: PLC0415
+
+    return writer.submit(_instance(ctx), change)
 
 
 @cli.command("create-overlay")
@@ -94,10 +107,10 @@ def create_overlay(ctx, temporary, encap, search, vnetid, props, name):
       pyovl create-overlay -t -e vxlan -s files -v 24 -p vxlan/listen_ip=0.0.0.0 \\
           -p files/config=/etc/pyovl/ov1.json ov1
     """
-    from pyovl.config import build_overlay, split_props  # noqa: PLC0415
+    from pyovl.engine.declare import CreateOverlay  # noqa: PLC0415
 
-    spec = build_overlay(name, encap, search, vnetid, split_props(props))
-    _ctl(ctx).create_overlay(spec, temporary=temporary)
+    _submit(ctx, CreateOverlay(name=name, encap=encap, search=search, vnetid=vnetid, props=tuple(props),
+                               temporary=temporary))
 
 
 @cli.command("delete-overlay")
@@ -106,7 +119,9 @@ def create_overlay(ctx, temporary, encap, search, vnetid, props, name):
 @click.pass_context
 def delete_overlay(ctx, temporary, name):
     """Delete an overlay (its VNICs must be deleted first)."""
-    _ctl(ctx).delete_overlay(name, temporary=temporary)
+    from pyovl.engine.declare import DeleteOverlay  # noqa: PLC0415
+
+    _submit(ctx, DeleteOverlay(name=name, temporary=temporary))
 
 
 def _emit(fields, rows, parsable, output, as_json):
@@ -139,21 +154,20 @@ def show_overlay(ctx, fma, target, parsable, output, as_json, name):
       pyovl show-overlay -t -p -o target,destination ov1
     """
     from pyovl import show  # noqa: PLC0415
-    from pyovl.config import OverlaySpec  # noqa: PLC0415
 
     if fma and target:
         raise UsageError("only one of -f or -t may be used")
-    ctl = _ctl(ctx)
-    recs = ctl.overlays()
+    eng = _engine(ctx)
+    recs = eng.declaration().overlays
     names = [name] if name else sorted(recs)
     if name and name not in recs:
         raise UsageError("no such overlay: %s" % name)
-    specs = [OverlaySpec.from_json(recs[n]["spec"]) for n in names]
-    loaded = ctl.dp.loaded()
+    specs = [recs[n].spec for n in names]
+    loaded = eng.dp.loaded()
     if fma:
         from pyovl import daemon  # noqa: PLC0415
 
-        status = daemon.request(ctl.instance, {"op": "status"}, timeout=5)
+        status = daemon.request(eng.instance, {"op": "status"}, timeout=5)
         if status is not None:
             degraded = status["degraded"]
         else:  # no daemon: nothing answers the dynamic overlays' misses
@@ -161,10 +175,10 @@ def show_overlay(ctx, fma, target, parsable, output, as_json, name):
         rows = [show.fma_row(s.name, degraded.get(s.name)) for s in specs]
         return _emit(show.FMA_FIELDS, rows, parsable, output, as_json)
     if target:
-        targets = ctl.dp.targets() if loaded else []
+        targets = eng.dp.targets() if loaded else []
         rows = [r for s in specs for r in show.target_rows(s, targets)]
         return _emit(show.TARGET_FIELDS, rows, parsable, output, as_json)
-    ids = {vni: ov.id for vni, ov in ctl.dp.overlays().items()} if loaded else {}
+    ids = {vni: ov.id for vni, ov in eng.dp.overlays().items()} if loaded else {}
     rows = [r for s in specs for r in show.prop_rows(s, ids.get(s.vnetid))]
     _emit(show.PROP_FIELDS, rows, parsable, output, as_json)
 
@@ -184,13 +198,16 @@ def modify_overlay(ctx, delete, flush, set_entry, name):
       pyovl modify-overlay -s 02:08:20:00:00:02=drop ov1
       pyovl modify-overlay -f ov1
     """
+    from pyovl.engine import targets, writer  # noqa: PLC0415
+
     entry = None
     if set_entry is not None:
         mac, sep, dest = set_entry.partition("=")
         if not sep:
             raise UsageError("invalid entry %r: use MAC=IP:PORT or MAC=drop" % set_entry)
         entry = (mac, dest)
-    _ctl(ctx).modify_overlay(name, delete=delete, flush=flush, set_entry=entry)
+    writer.run(_instance(ctx), {"op": "modify", "name": name, "delete": delete, "flush": flush, "set": entry},
+               lambda eng: targets.modify(eng, name, delete=delete, flush=flush, set_entry=entry))
 
 
 @cli.command("set-linkprop")
@@ -199,13 +216,9 @@ def modify_overlay(ctx, delete, flush, set_entry, name):
 @click.pass_context
 def set_linkprop(ctx, props, name):
     """Change a link property of an overlay (only mtu can change after creation)."""
-    from pyovl.config import split_props  # noqa: PLC0415
+    from pyovl.engine.declare import SetLinkprop  # noqa: PLC0415
 
-    values = split_props(props)
-    for key in values:
-        if key != "mtu":
-            raise UsageError("cannot set %s on %s: only mtu can change after an overlay is created" % (key, name))
-    _ctl(ctx).set_mtu(name, values["mtu"])
+    _submit(ctx, SetLinkprop(name=name, props=tuple(props)))
 
 
 @cli.command("create-vnic")
@@ -226,11 +239,12 @@ def create_vnic(ctx, temporary, over, mac, vlan, vnetns, mtu, addresses, name):
       pyovl create-vnic -l ov0 --netns guest1 --address 10.23.0.1/24 foo0
       pyovl create-vnic -l ov0 -m 02:08:20:00:00:0a vm0    # stays here, for a VM
     """
-    from pyovl.config import build_vnic  # noqa: PLC0415
+    from pyovl.engine.declare import CreateVnic  # noqa: PLC0415
 
     if mac and mac.lower() == "random":
         mac = None
-    _ctl(ctx).create_vnic(build_vnic(name, over, mac, vlan, mtu, vnetns, list(addresses)), temporary=temporary)
+    _submit(ctx, CreateVnic(name=name, over=over, mac=mac, vlan=vlan, mtu=mtu, netns=vnetns,
+                            addresses=tuple(addresses), temporary=temporary))
 
 
 @cli.command("delete-vnic")
@@ -239,7 +253,9 @@ def create_vnic(ctx, temporary, over, mac, vlan, vnetns, mtu, addresses, name):
 @click.pass_context
 def delete_vnic(ctx, temporary, name):
     """Delete a VNIC (both ends, and its namespace if pyovl made it and it is empty)."""
-    _ctl(ctx).delete_vnic(name, temporary=temporary)
+    from pyovl.engine.declare import DeleteVnic  # noqa: PLC0415
+
+    _submit(ctx, DeleteVnic(name=name, temporary=temporary))
 
 
 @cli.command("show-vnic")
@@ -252,10 +268,10 @@ def show_vnic(ctx, parsable, output, as_json, name):
     """Show VNICs: LINK OVER SPEED MACADDRESS MACADDRTYPE VID NETNS."""
     from pyovl import show  # noqa: PLC0415
 
-    recs = _ctl(ctx).vnics()
+    recs = _engine(ctx).declaration().vnics
     if name and name not in recs:
         raise UsageError("no such VNIC: %s" % name)
-    rows = [show.vnic_row(recs[n]) for n in ([name] if name else sorted(recs))]
+    rows = [show.vnic_row(recs[n].to_json()) for n in ([name] if name else sorted(recs))]
     _emit(show.VNIC_FIELDS, rows, parsable, output, as_json)
 
 
@@ -263,36 +279,84 @@ def show_vnic(ctx, parsable, output, as_json, name):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-d", "--detach", is_flag=True, help="Serve in the background (the default is the foreground).")
 @click.option("--no-daemon", is_flag=True, help="Apply the file and exit: nothing answers misses or proxies.")
+@click.option("--check", is_flag=True, help="Only check FILE against this host; change nothing.")
 @click.pass_context
-def up(ctx, file, detach, no_daemon):
+def up(ctx, file, detach, no_daemon, check):
     """Make this host match FILE (overlay.json), then serve as the daemon.
 
-    Creates what is missing, changes what differs, removes what an earlier
-    `up` made and FILE no longer has; the whole file is validated first and a
-    bad file changes nothing. Then it serves (lookups, proxies, metrics, the
-    CLI's requests) until SIGTERM. When a daemon already serves this
-    instance, it applies the file itself.
+    Creates what is missing, changes what differs, recreates what cannot
+    change in place, removes what an earlier `up` made and FILE no longer
+    has, and repairs what was changed behind pyovl's back. FILE is checked
+    whole against this host first: a bad file changes nothing. Then it
+    serves (lookups, proxies, metrics, the CLI's requests) until SIGTERM.
+    When a daemon already serves this instance, the daemon applies FILE.
+    Prints one line per action, as `pyovl diff` does.
 
     \b
     Examples:
+      pyovl up --check /etc/pyovl/overlay.json  # validate only
       pyovl up /etc/pyovl/overlay.json          # foreground, for systemd
       pyovl --netns host1 up -d host1.json      # background
     """
-    from pyovl import daemon as d  # noqa: PLC0415
     from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.daemon import client  # noqa: PLC0415
+    from pyovl.daemon.server import Daemon, check_bindable  # noqa: PLC0415
+    from pyovl.engine.declare import UpFile  # noqa: PLC0415
+    from pyovl.engine.engine import Engine, lock_fd  # noqa: PLC0415
 
     cfg = load_file(file)
-    ctl = _ctl(ctx)
-    reply = d.request(ctl.instance, {"op": "up", "file": os.path.abspath(file)}, timeout=300)
+    change = UpFile(path=os.path.abspath(file))
+    inst = _instance(ctx)
+    if check:
+        n = len(Engine(inst).diff(change))
+        click.echo("%s: ok (%s)" % (file, "%d change(s) to apply" % n if n else "this host matches it"))
+        return
+    reply = client.request(inst, {"op": "submit", "change": change.to_wire()}, timeout=900)
     if reply is not None:
         for line in reply["done"]:
             click.echo(line)
         return
-    for line in ctl.up(cfg, file):
-        click.echo(line)
-    if no_daemon:
+    fd = lock_fd(inst)
+    try:
+        if not no_daemon:
+            check_bindable(cfg.metrics)  # before anything changes: a daemon that cannot start is a bad file
+        eng = Engine(inst)
+        for line in eng.submit(change):
+            click.echo(line)
+        if no_daemon:
+            return
+        serve(Daemon(eng, cfg.metrics, lock=fd), detach)
+    finally:
+        os.close(fd)
+
+
+@cli.command("diff")
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def diff_cmd(ctx, file, as_json):
+    """Show what `pyovl up FILE` would do here, one line per action:
+    + create, ~ change in place, -/+ replace, - remove. Without FILE: what
+    repairing the applied configuration would do (drift). Prints nothing
+    when the host already matches; changes nothing.
+
+    \b
+    Examples:
+      pyovl diff /etc/pyovl/overlay.json
+      pyovl diff --json
+    """
+    from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.engine.declare import Reconcile, UpFile  # noqa: PLC0415
+
+    if file:
+        load_file(file)
+    change = UpFile(path=os.path.abspath(file)) if file else Reconcile()
+    actions = _engine(ctx).diff(change)
+    if as_json:
+        click.echo(json.dumps([a.to_json() for a in actions], indent=1))
         return
-    serve(d.Daemon(ctl, cfg.metrics), detach)
+    for a in actions:
+        click.echo(a.line())
 
 
 @cli.command("serve")
@@ -307,20 +371,22 @@ def serve_cmd(ctx, detach, metrics):
     \b
     Example: pyovl up-overlay && pyovl serve     # what the systemd unit does without overlay.json
     """
-    from pyovl import daemon as d  # noqa: PLC0415
+    from pyovl.daemon import client  # noqa: PLC0415
+    from pyovl.daemon.server import Daemon  # noqa: PLC0415
+    from pyovl.engine.engine import Engine  # noqa: PLC0415
 
-    ctl = _ctl(ctx)
-    pid = d.running_pid(ctl.instance)
+    inst = _instance(ctx)
+    pid = client.running_pid(inst)
     if pid is not None:
-        raise PyovlError("a pyovl daemon already serves instance %s (pid %d)" % (ctl.instance, pid))
-    serve(d.Daemon(ctl, metrics), detach)
+        raise PyovlError("a pyovl daemon already serves instance %s (pid %d)" % (inst, pid))
+    serve(Daemon(Engine(inst), metrics), detach)
 
 
 def serve(daemon_obj, detach: bool) -> None:
     """Run the daemon here, or detached (double fork, ready pipe, log file)."""
     import logging  # noqa: PLC0415
 
-    from pyovl.daemon import log_path  # noqa: PLC0415
+    from pyovl.daemon.client import log_path  # noqa: PLC0415
 
     fmt = "pyovl[%(process)d] %(levelname)s %(message)s"
     if not detach:
@@ -378,15 +444,26 @@ def serve(daemon_obj, detach: bool) -> None:
 def down(ctx):
     """Remove everything pyovl made here: VNICs, namespaces it created,
     overlays, programs, pins and state (persistent state too)."""
-    _ctl(ctx).down()
+    from pyovl.daemon import client  # noqa: PLC0415
+    from pyovl.engine.declare import Down  # noqa: PLC0415
+    from pyovl.engine.engine import remove_lock  # noqa: PLC0415
+    from pyovl.state import remove  # noqa: PLC0415
+
+    inst = _instance(ctx)
+    client.stop_running(inst)  # the daemon first: it would answer misses into a data path going away
+    _submit(ctx, Down())
+    remove(client.log_path(inst))
+    remove_lock(inst)
 
 
 @cli.command("up-overlay", hidden=True)
 @click.pass_context
 def up_overlay(ctx):
     """Bring back persistent overlays and VNICs (run at boot by the systemd unit)."""
-    for line in _ctl(ctx).up_overlay():
-        click.echo("restored %s" % line)
+    from pyovl.engine.declare import RestorePersistent  # noqa: PLC0415
+
+    for line in _submit(ctx, RestorePersistent()):
+        click.echo(line)
 
 
 @cli.command("plugins")
@@ -526,12 +603,12 @@ def mesh_show(ctx, as_json):
     """Peers of this node: PDC, address used, encryption, SA state, plaintext refused."""
     from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
 
-    ctl = _ctl(ctx)
-    m = ctl.mesh()
+    eng = _engine(ctx)
+    m = eng.declaration().mesh
     if m is None:
-        raise UsageError("no mesh is applied on instance %s" % ctl.instance)
-    drops = ctl.dp.mesh()["peers"] if ctl.dp.loaded() else {}
-    health = mesh_apply.health(ctl, m)
+        raise UsageError("no mesh is applied on instance %s" % eng.instance)
+    drops = eng.dp.mesh()["peers"] if eng.dp.loaded() else {}
+    health = mesh_apply.health(eng, m)
     rows = []
     for p in m.peers():
         r = m.resolve(p.admin)
@@ -553,27 +630,32 @@ def mesh_show(ctx, as_json):
 def dp():
     """Data-path plumbing: programs, overlays, ports and targets in the maps.
 
-    One-shot commands that write the pinned maps directly (when no daemon
-    runs). Names: an overlay is its VNI (vnetid), a port is the host end of a
-    VNIC (a veth), a target is (vnetid, MAC) -> underlay ip:port.
+    Commands that write the maps below the dladm verbs' level: the daemon
+    executes them when it serves (it is the one writer), else this command
+    does, under the instance lock. Names: an overlay is its VNI (vnetid), a
+    port is the host end of a VNIC (a veth), a target is (vnetid, MAC) ->
+    underlay ip:port.
     """
 
 
 def _dp(ctx):
     from pyovl.datapath import Datapath  # noqa: PLC0415
 
-    return Datapath(instance=ctx.find_root().obj["instance"])
+    return Datapath(instance=_instance(ctx))
+
+
+def _dp_write(ctx, call: str, **args) -> None:
+    """A Datapath method, run by the one writer."""
+    from pyovl.engine import targets, writer  # noqa: PLC0415
+
+    writer.run(_instance(ctx), {"op": "dp", "call": call, "args": args},
+               lambda eng: targets.dp_call(eng.dp, call, args) or [])
 
 
 def _hostport(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise UsageError("%s must be IP:PORT, got %r" % (what, value))
-    host = host.strip("[]")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise UsageError("%s port must be a number, got %r" % (what, port)) from None
+    from pyovl.engine.targets import parse_dest  # noqa: PLC0415
+
+    return parse_dest(value, what)
 
 
 @dp.command("init")
@@ -587,8 +669,8 @@ def dp_init(ctx, underlay, hook):
     \b
     Example: pyovl dp init eth1
     """
+    _dp_write(ctx, "init", underlays=list(underlay), hook=hook)
     d = _dp(ctx)
-    d.init(list(underlay), hook=hook)
     click.echo("pyovl instance %s: programs pinned in %s, underlay %s" % (d.instance, d.pin_dir, ", ".join(underlay)))
 
 
@@ -616,9 +698,9 @@ def dp_add_overlay(ctx, vnetid, listen_ip, listen_port, point, source, sport_ran
         rng = (int(lo), int(hi))
     except ValueError:
         raise UsageError("--sport-range must be MIN-MAX, got %r" % sport_range) from None
-    d = _dp(ctx)
-    d.add_overlay(vnetid, listen_ip, listen_port, _hostport(point, "--point") if point else None,
-                  mtu=mtu, sport_range=rng, strict=strict, src_ip=source)
+    _dp_write(ctx, "add_overlay", vni=vnetid, listen_ip=listen_ip, listen_port=listen_port,
+              point=_hostport(point, "--point") if point else None, mtu=mtu, sport_range=rng, strict=strict,
+              src_ip=source)
 
 
 @dp.command("del-overlay")
@@ -626,8 +708,7 @@ def dp_add_overlay(ctx, vnetid, listen_ip, listen_port, point, source, sport_ran
 @click.pass_context
 def dp_del_overlay(ctx, vnetid):
     """Delete an overlay (its ports must be gone)."""
-    d = _dp(ctx)
-    d.del_overlay(vnetid)
+    _dp_write(ctx, "del_overlay", vni=vnetid)
 
 
 @dp.command("add-port")
@@ -641,8 +722,7 @@ def dp_add_port(ctx, ifname, vnetid, mac):
     \b
     Example: pyovl dp add-port vnic0 -v 23 -m 02:00:00:00:00:0a
     """
-    d = _dp(ctx)
-    d.add_port(ifname, vnetid, mac)
+    _dp_write(ctx, "add_port", ifname=ifname, vni=vnetid, mac=mac)
 
 
 @dp.command("del-port")
@@ -650,8 +730,7 @@ def dp_add_port(ctx, ifname, vnetid, mac):
 @click.pass_context
 def dp_del_port(ctx, ifname):
     """Detach the port program from IFNAME and forget the port."""
-    d = _dp(ctx)
-    d.del_port(ifname)
+    _dp_write(ctx, "del_port", ifname=ifname)
 
 
 @dp.command("set-target")
@@ -665,12 +744,11 @@ def dp_set_target(ctx, vnetid, mac, dest):
     \b
     Example: pyovl dp set-target -v 24 02:00:00:00:00:0b 198.18.0.2:4789
     """
-    d = _dp(ctx)
     if dest.lower() == "drop":
-        d.set_target(vnetid, mac, None, drop=True)
+        _dp_write(ctx, "set_target", vni=vnetid, mac=mac, ip=None, drop=True)
     else:
         ip, port = _hostport(dest, "destination")
-        d.set_target(vnetid, mac, ip, port)
+        _dp_write(ctx, "set_target", vni=vnetid, mac=mac, ip=ip, port=port)
 
 
 @dp.command("del-target")
@@ -679,9 +757,7 @@ def dp_set_target(ctx, vnetid, mac, dest):
 @click.pass_context
 def dp_del_target(ctx, vnetid, mac):
     """Remove a target entry."""
-    d = _dp(ctx)
-    if not d.del_target(vnetid, mac):
-        raise UsageError("no target %s in overlay %d" % (mac, vnetid))
+    _dp_write(ctx, "del_target", vni=vnetid, mac=mac)
 
 
 @dp.command("show")
@@ -709,7 +785,7 @@ def dp_show(ctx, as_json):
 @click.pass_context
 def dp_teardown(ctx):
     """Detach every program of this instance and remove its pins and state."""
-    _dp(ctx).teardown()
+    _dp_write(ctx, "teardown")
 
 
 def main() -> None:

@@ -16,12 +16,11 @@ Typical use:
 from __future__ import annotations
 
 import ctypes as C
-import ipaddress
 import os
 import socket
 import time
 
-from pyovl import netlink, netns
+from pyovl import netlink, netns, values
 from pyovl.bpf import abi, loader
 from pyovl.bpf.maps import PinnedMaps
 from pyovl.state import read_json, remove, run_root, write_json_atomic
@@ -32,33 +31,11 @@ DEFAULT_SPORT_RANGE = (32768, 60999)  # the kernel vxlan device's default
 HOOKS = ("auto", "tc", "xdp")
 
 
-def check_vni(vni: int) -> int:
-    if not isinstance(vni, int) or not 0 <= vni <= abi.MAX_VNI:
-        raise UsageError("vnetid %s out of range (0-%d)" % (vni, abi.MAX_VNI))
-    return vni
-
-
-def check_port(port: int, what: str = "port") -> int:
-    if not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UsageError("%s %s out of range (1-65535)" % (what, port))
-    return port
-
-
-def check_ip(ip: str, what: str = "address") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(ip)
-    except ValueError:
-        raise UsageError("invalid %s: %s" % (what, ip)) from None
-
-
-def check_mac(mac: str) -> bytes:
-    try:
-        raw = abi.mac_bytes(mac)
-    except ValueError:
-        raise UsageError("invalid MAC address: %s" % mac) from None
-    if raw[0] & 1:
-        raise UsageError("MAC address %s is multicast; a VNIC needs a unicast MAC" % mac)
-    return raw
+# the value checks live in pyovl.values; these names stay for callers of the data-path API
+check_vni = values.vni
+check_port = values.port
+check_ip = values.ip
+check_mac = values.mac
 
 
 def _dest(ip: str, port: int, state: int = abi.TARGET_VALID, encrypt: bool = False) -> abi.Dest:
@@ -159,6 +136,12 @@ class Datapath:
         return {k: v for k, v in self._load_state()["attached"].items() if v["role"] == "underlay"}
 
     # -- overlays -------------------------------------------------------
+    def forget_ids(self) -> None:
+        """Read the used overlay ids from the map again on the next create
+        (the cache below is only valid while no other process writes)."""
+        self._used_ids = None
+        self._next_id = 1
+
     def _free_id(self) -> int:
         """Lowest unused overlay id. The used set is read from the map once
         per Datapath, then kept (this process is the one writer)."""

@@ -1,10 +1,13 @@
 """Bring the mesh to what overlay.json says, failing closed at every step.
 
-apply(ctl, mesh, ports, overlays) is called by `pyovl up` before any overlay
-or target is written; remove(ctl, rec) by `down` (and by `up` when the file
-no longer has a mesh) after the data path is gone. The order is the point:
-  1. everything is validated first: key file (owner, mode, a key per
-     encrypted pair), external device, overlay MTUs against the ESP overhead;
+The engine (pyovl/engine/) calls these as plan actions: apply(host, ...)
+before any overlay or target is written, remove(host, rec) after nothing
+points at an encrypted peer any more. host is the engine: its instance, its
+Datapath (dp) and its ledger record (runtime()). The order is the point:
+  1. everything is validated first, by the engine's intent step with
+     external_device(), check_mtu() and keys.load(): key file (owner, mode,
+     a key per encrypted pair), external device, overlay MTUs against the
+     ESP overhead; the engine also attaches decap to the external device;
   2. the kernel's fallback policies ("ESP required") for every encrypted
      pair: from here on the kernel cannot send plaintext overlay traffic to
      those peers, whatever IKE does;
@@ -37,22 +40,23 @@ def device_name(port: int) -> str:
     return "%s%d" % (DEVICE_PREFIX, port)
 
 
-def run_dir(ctl) -> str:
-    return os.path.join(ctl.dp.state_dir, "ike")
+def run_dir(host) -> str:
+    return os.path.join(host.dp.state_dir, "ike")
 
 
-def external_device(mesh: Mesh) -> str:
+def external_device(mesh: Mesh, device_of_address=netlink.device_of_address) -> str:
+    """The device carrying this node's external traffic (named, or the one
+    holding its external address)."""
     if mesh.external_device:
-        netlink.ifindex(mesh.external_device)  # raises "no such interface"
         return mesh.external_device
-    dev = netlink.device_of_address(mesh.me.external)
+    dev = device_of_address(mesh.me.external)
     if dev is None:
         raise UsageError("mesh: this node's external address %s (node %s) is not on any interface: add it, "
                          "or name the device in mesh.external_device" % (mesh.me.external, mesh.self_name))
     return dev
 
 
-def check_mtu(mesh: Mesh, ext_dev: str, overlays: dict) -> None:
+def check_mtu(mesh: Mesh, ext_mtu: int, ext_dev: str, overlays: dict) -> None:
     """Frames of an encrypted path carry VXLAN and ESP: the overlay MTU must
     leave room for both (Danube uses 1400 or less across PDCs)."""
     if not mesh.encrypted_peers():
@@ -60,7 +64,6 @@ def check_mtu(mesh: Mesh, ext_dev: str, overlays: dict) -> None:
     import ipaddress  # noqa: PLC0415
 
     fam = ipaddress.ip_address(mesh.me.external).version
-    ext_mtu = netlink.link_info(ext_dev).get("mtu") or 1500
     limit = ext_mtu - VXLAN_OVERHEAD[fam] - ESP_OVERHEAD
     for name, spec in overlays.items():
         if spec.mtu > limit:
@@ -69,16 +72,15 @@ def check_mtu(mesh: Mesh, ext_dev: str, overlays: dict) -> None:
                                                                VXLAN_OVERHEAD[fam], ESP_OVERHEAD))
 
 
-def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
-    """Steps 1-5 above. Returns the runtime record."""
+def apply(host, mesh: Mesh, ports: tuple, old: dict | None, ext_dev: str) -> dict:
+    """Steps 2-5 above (the engine's intent step did 1, and attached decap to
+    ext_dev). host: the engine (instance, dp). Returns the runtime record."""
     from pyovl.mesh import firewall, ike, keys, xfrm  # noqa: PLC0415
 
     me, enc = mesh.me, mesh.encrypted_peers()
-    ext_dev = external_device(mesh)
-    check_mtu(mesh, ext_dev, overlays)
     secrets = keys.load(mesh.keys, me.name, [p.name for p in enc]) if enc else {}
     ports = sorted(ports)
-    old = ctl.runtime().get("mesh") or {}
+    old = old or {}
 
     # 2. the kernel refuses plaintext to encrypted peers from here on
     old_pairs = {tuple(p) for p in old.get("fallback", [])}
@@ -93,12 +95,11 @@ def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
     # said in the record and by `mesh show`; the layers above still hold.
     fw = firewall.available()
     if fw is None:
-        firewall.apply(ctl.instance, ext_dev, ports, [p.external for p in mesh.peers()])
+        firewall.apply(host.instance, ext_dev, ports, [p.external for p in mesh.peers()])
     else:
         log.warning("mesh: no nftables firewall on %s: %s", ext_dev, fw)
 
     # 4. the data path: devices for the encrypted way out, then the maps
-    ctl._ensure_datapath([ext_dev], "auto")  # plaintext from outside is refused there
     v6 = ":" in me.external
     devices = {}
     for port in ports:
@@ -107,12 +108,12 @@ def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
     for port in old.get("ports", []):
         if port not in devices:
             netlink.delete_link(device_name(port))
-    ctl.dp.set_mesh([p.external for p in enc], devices, [ext_dev])
+    host.dp.set_mesh([p.external for p in enc], devices, [ext_dev])
 
     # 5. IKE
     vici = mesh.vici
     if vici is None:
-        charon = ike.ManagedCharon(run_dir(ctl))
+        charon = ike.ManagedCharon(run_dir(host))
         if not charon.running():
             charon.start()
         vici = charon.uri
@@ -127,7 +128,7 @@ def apply(ctl, mesh: Mesh, ports: set[int], overlays: dict) -> dict:
             "managed_charon": mesh.vici is None, "firewall": fw or "applied"}
 
 
-def remove(ctl, rec: dict | None) -> None:
+def remove(host, rec: dict | None) -> None:
     """Undo apply() from its runtime record; safe to repeat, and after a crash."""
     if not rec:
         return
@@ -136,8 +137,8 @@ def remove(ctl, rec: dict | None) -> None:
     mesh = from_json(rec["spec"])
     try:
         if rec.get("managed_charon"):
-            ike.ManagedCharon(run_dir(ctl)).stop()
-            shutil.rmtree(run_dir(ctl), ignore_errors=True)  # its conf and log: down leaves nothing
+            ike.ManagedCharon(run_dir(host)).stop()
+            shutil.rmtree(run_dir(host), ignore_errors=True)  # its conf and log: down leaves nothing
         elif mesh is not None and mesh.vici:
             drv = ike.Ike(mesh.vici)
             try:
@@ -145,30 +146,30 @@ def remove(ctl, rec: dict | None) -> None:
             finally:
                 drv.close()
     finally:
-        if ctl.dp.loaded():
-            ctl.dp.set_mesh([], {}, [])
+        if host.dp.loaded():
+            host.dp.set_mesh([], {}, [])
         for dev in rec.get("devices", []):
             netlink.delete_link(dev)
         if rec.get("firewall") == "applied":
-            firewall.remove(ctl.instance)
+            firewall.remove(host.instance)
         for local, remote in rec.get("fallback", []):
             xfrm.remove_fallback(local, remote, rec.get("ports", []))
 
 
-def repair(ctl, peers: list[str], stale: set[str] = frozenset()) -> None:
+def repair(host, peers: list[str], stale: set[str] = frozenset()) -> None:
     """Bring IKE back for peers without an SA (the daemon calls this, off its
     lookup thread, once a peer has had no SA for mesh.repair_after seconds):
     restart pyovl's own charon if it is gone (loading the connections and
     keys again), then ask for each peer's SA, or rekey the stale ones."""
     from pyovl.mesh import ike, keys  # noqa: PLC0415
 
-    rec = ctl.runtime().get("mesh")
+    rec = host.runtime().get("mesh")
     mesh = from_json(rec["spec"]) if rec else None
     if mesh is None:
         return
     vici = mesh.vici
     if vici is None:
-        charon = ike.ManagedCharon(run_dir(ctl))
+        charon = ike.ManagedCharon(run_dir(host))
         if not charon.running():
             charon.start()
             enc = mesh.encrypted_peers()
@@ -190,13 +191,13 @@ def repair(ctl, peers: list[str], stale: set[str] = frozenset()) -> None:
         drv.close()
 
 
-def vici_uri(ctl, mesh: Mesh) -> str:
+def vici_uri(host, mesh: Mesh) -> str:
     from pyovl.mesh import ike  # noqa: PLC0415
 
-    return mesh.vici or ike.ManagedCharon(run_dir(ctl)).uri
+    return mesh.vici or ike.ManagedCharon(run_dir(host)).uri
 
 
-def health(ctl, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
+def health(host, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
     """Per encrypted peer: (up, why not, stale). Up means: for both of the
     peer's CHILD_SAs, IKE has one installed whose two SPIs the kernel holds
     as ESP states. stale: IKE believes in a CHILD_SA the kernel no longer
@@ -208,7 +209,7 @@ def health(ctl, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
     states = {(s.src, s.dst, s.spi) for s in xfrm.list_states() if s.proto == "esp" and s.spi}
     events, err = [], None
     try:
-        drv = ike.Ike(vici_uri(ctl, mesh), timeout=3.0)
+        drv = ike.Ike(vici_uri(host, mesh), timeout=3.0)
         try:
             events = drv.list_sas()
         finally:
@@ -249,16 +250,16 @@ def health(ctl, mesh: Mesh) -> dict[str, tuple[bool, str, bool]]:
     return out
 
 
-def tidy(ctl) -> int:
+def tidy(host) -> int:
     """End IKE_SAs duplicated by simultaneous initiation (both ends start
     at load: see ike.Ike.tidy); the daemon calls it now and then."""
     from pyovl.mesh import ike  # noqa: PLC0415
 
-    rec = ctl.runtime().get("mesh")
+    rec = host.runtime().get("mesh")
     mesh = from_json(rec["spec"]) if rec else None
     if mesh is None or not mesh.encrypted_peers():
         return 0
-    drv = ike.Ike(vici_uri(ctl, mesh), timeout=5.0)
+    drv = ike.Ike(vici_uri(host, mesh), timeout=5.0)
     try:
         return drv.tidy(mesh.me.name)
     finally:

@@ -59,7 +59,7 @@ def test_bad_input_changes_nothing(topo):
         one_line_error(run("dp", "add-overlay", "-v", "5", "--listen-ip", "198.18.0.1", "--listen-port", "0",
                            ns=h), 2, "listen port 0 out of range (1-65535)")
         one_line_error(run("dp", "add-overlay", "-v", "5", "--listen-ip", "198.18.0.1", "--point",
-                           "198.18.0.2:0", ns=h), 2, "port 0 out of range (1-65535)")
+                           "198.18.0.2:0", ns=h), 2, "invalid --point '198.18.0.2:0': the port must be 1-65535")
         one_line_error(run("dp", "add-overlay", "-v", "5", "--listen-ip", "not-an-ip", ns=h),
                        2, "invalid listen ip: not-an-ip")
         one_line_error(run("dp", "add-port", "eth9", "-v", "5", "-m", "02:00:00:00:00:01", ns=h),

@@ -80,7 +80,7 @@ def test_up_again_edit_down(env):
                       {"gc1": vnic(g["gc1"], "02:08:20:00:00:c1", "10.23.0.3")})
     for h, f in (("ha", fa), ("hb", fb), ("hc", fc)):
         out = pyovl(h, "up", "-d" if h == "ha" else "--no-daemon", f).stdout
-        assert "created overlay ov0" in out and "created VNIC" in out
+        assert "+ overlay ov0" in out and "+ VNIC" in out
     assert ping(g["ga1"], "10.23.0.2").returncode == 0
 
     # up again under traffic: nothing changes, nothing is lost
@@ -96,7 +96,7 @@ def test_up_again_edit_down(env):
                       {"ga1": vnic(g["ga1"], "02:08:20:00:00:a1", "10.23.0.1"),
                        "ga2": vnic(g["ga2"], "02:08:20:00:00:a2", "10.23.0.11")}, mtu=1300)
     out = pyovl("ha", "up", "--no-daemon", fa).stdout
-    assert "changed overlay ov0" in out and "created VNIC ga2" in out and "changed VNIC ga1" in out
+    assert "~ overlay ov0" in out and "+ VNIC ga2" in out and "~ VNIC ga1" in out
     assert "mtu 1300" in sh("ip", "link", "show", "ga1", ns=g["ga1"]).stdout
     assert ping(g["ga1"], "10.23.0.3").returncode == 0      # now reaches hc
     sh("ip", "neigh", "flush", "all", ns=g["ga1"])
@@ -191,7 +191,7 @@ def test_cli_verbs_persist_and_come_back(env):
         os.makedirs(lib / hosts["ha"], exist_ok=True)
         (lib / hosts["ha"] / name).write_text(text)
     out = pyovl("ha", "up-overlay").stdout
-    assert "restored overlay ov0" in out and "restored VNIC ga1" in out and "ov1" not in out
+    assert "+ overlay ov0" in out and "+ VNIC ga1" in out and "ov1" not in out
     shown = {r["link"] for r in json.loads(pyovl("ha", "show-overlay", "-f", "--json").stdout)}
     assert shown == {"ov0"}
     mtu = [r for r in json.loads(pyovl("ha", "show-overlay", "--json", "ov0").stdout) if r["property"] == "mtu"]

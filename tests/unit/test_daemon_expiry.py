@@ -8,7 +8,7 @@ import time
 from types import SimpleNamespace
 
 from pyovl.bpf import abi
-from pyovl.daemon import Daemon
+from pyovl.daemon.server import Daemon
 
 
 class FakeMap(dict):

@@ -43,12 +43,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from pyovl.bpf import abi
 from pyovl.bpf.ringbuf import RingBuffer
-from pyovl.config import OverlaySpec, check_hostport, load_file
+from pyovl.config import OverlaySpec, check_hostport
+from pyovl.daemon.client import pid_path, socket_path
+from pyovl.engine import declare, targets
+from pyovl.engine.engine import Engine, lock_fd
 from pyovl.errors import PyovlError, UsageError
 from pyovl.lookup import proxy, registry
 from pyovl.lookup.plugin import Destination, PluginError
 from pyovl.metrics import DaemonMetrics, DatapathCollector
-from pyovl.state import run_root
 
 log = logging.getLogger("pyovl.daemon")
 DROP_TTL_S = 10.0
@@ -56,79 +58,25 @@ HOUSEKEEPING_S = 0.2
 MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
 REPAIR_MAX_S = 60.0  # the longest wait between two repairs of one peer
 TIDY_S = 30.0  # how often duplicate IKE_SAs are looked for
-NO_DAEMON = "no pyovl daemon is running: misses and proxies are not answered"
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
            proxy.ETH_P_IPV6: (proxy.parse_ns, "ndp", proxy.build_na, "ndp")}
 
 
-def socket_path(instance: str) -> str:
-    return os.path.join(run_root(), instance, "daemon.sock")
-
-
-def log_path(instance: str) -> str:
-    os.makedirs(os.path.join(run_root(), instance), exist_ok=True)
-    return os.path.join(run_root(), instance, "daemon.log")
-
-
-def pid_path(instance: str) -> str:
-    return os.path.join(run_root(), instance, "daemon.pid")
-
-
-def request(instance: str, req: dict, timeout: float = 30.0) -> dict | None:
-    """Send one request to the instance's daemon; None when none runs."""
-    path = socket_path(instance)
-    if not os.path.exists(path):
-        return None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+def check_bindable(addr: str) -> None:
+    """Can the metrics server bind addr? Asked before `up` changes anything,
+    so a daemon that could not start never leaves a half-served host."""
+    host, _, port = check_hostport(addr).rpartition(":")
+    host = host.strip("[]")
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.connect(path)
-    except OSError:
-        return None  # a stale socket: the daemon died
-    try:
-        s.sendall(json.dumps(req).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, int(port)))
+    except OSError as e:
+        raise UsageError("cannot serve metrics on %s: %s (set daemon.metrics to a free address)"
+                         % (addr, e.strerror)) from None
     finally:
         s.close()
-    reply = json.loads(data or b"{}")
-    if not reply.get("ok"):
-        raise UsageError(reply.get("error", "the daemon refused the request"))
-    return reply
-
-
-def running_pid(instance: str) -> int | None:
-    """PID of the instance's daemon when it answers, else None."""
-    try:
-        reply = request(instance, {"op": "status"}, timeout=5)
-    except (OSError, ValueError, UsageError):
-        return None
-    return reply["pid"] if reply else None
-
-
-def stop_running(instance: str, timeout: float = 10.0) -> bool:
-    """Ask a running daemon to stop and wait for it to exit."""
-    pid = running_pid(instance)
-    if pid is None:
-        return False
-    try:
-        request(instance, {"op": "stop"}, timeout=5)
-    except (OSError, ValueError, UsageError):
-        pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    return True
 
 
 class Instance:
@@ -142,11 +90,15 @@ class Instance:
 
 
 class Daemon:
-    def __init__(self, ctl, metrics_addr: str = "127.0.0.1:9134"):
-        self.ctl = ctl
-        self.dp = ctl.dp
-        self.instance = ctl.instance
-        self.lock = threading.RLock()
+    def __init__(self, engine: Engine, metrics_addr: str = "127.0.0.1:9134", lock: int | None = None):
+        """lock: the instance lock's fd when the caller holds it already (up
+        applies under it, then serves); else serve() takes it."""
+        self.engine = engine
+        self.dp = engine.dp
+        self.instance = engine.instance
+        self.lock = threading.RLock()  # map writes and plugin calls
+        self.submit_lock = threading.Lock()  # one change at a time; self.lock is taken per action
+        self.lock_fd = lock
         self.stop_event = threading.Event()
         self.by_name: dict[str, Instance] = {}
         self.by_vni: dict[int, Instance] = {}
@@ -181,15 +133,16 @@ class Daemon:
     # -- plugin instances ----------------------------------------------
     def sync_instances(self) -> None:
         """Match plugin instances to the overlays in the runtime state."""
+        decl = self.engine.declaration()
         with self.lock:
-            mesh = self.ctl.mesh()
+            mesh = decl.mesh
             if mesh != self.mesh:
                 self.mesh = mesh
                 self._dests.clear()  # answers resolve differently now
                 for inst in self.by_name.values():
                     if inst.started and inst.spec.mode == "dynamic":
                         self._refresh(inst, None)
-            specs = {n: OverlaySpec.from_json(r["spec"]) for n, r in self.ctl.overlays().items()}
+            specs: dict[str, OverlaySpec] = {n: od.spec for n, od in decl.overlays.items()}
             for name in list(self.by_name):
                 inst = self.by_name[name]
                 if name not in specs or specs[name] != inst.spec:
@@ -403,7 +356,7 @@ class Daemon:
         faults: dict[str, list[str]] = {}
         need_repair, stale = [], set()
         try:
-            health = mesh_apply.health(self.ctl, mesh)
+            health = mesh_apply.health(self.engine, mesh)
         except PyovlError as e:
             log.warning("mesh: cannot read the SAs: %s", e)
             health = {p.name: (False, str(e), False) for p in mesh.encrypted_peers()}
@@ -457,7 +410,7 @@ class Daemon:
         from pyovl.mesh import apply as mesh_apply  # noqa: PLC0415
 
         try:
-            n = mesh_apply.tidy(self.ctl)
+            n = mesh_apply.tidy(self.engine)
             if n:
                 log.info("mesh: ended %d duplicate IKE_SA(s)", n)
         except PyovlError as e:
@@ -471,7 +424,7 @@ class Daemon:
         try:
             log.info("mesh: asking IKE for SAs with %s%s", ", ".join(peers),
                      " (rekeying %s)" % ", ".join(sorted(stale)) if stale else "")
-            mesh_apply.repair(self.ctl, peers, stale)
+            mesh_apply.repair(self.engine, peers, stale)
         except PyovlError as e:
             log.warning("mesh: repair failed: %s", e)
         except Exception:  # noqa: BLE001 - the next check tries again
@@ -531,7 +484,26 @@ class Daemon:
 
     # -- control socket ------------------------------------------------------
     def handle_request(self, req: dict) -> dict:
-        op = req.get("op")
+        op = req.get("op") if isinstance(req, dict) else None
+        if op == "submit":  # the engine takes self.lock per action, not for the whole change
+            change = declare.from_wire(req.get("change"))
+            with self.submit_lock:
+                try:
+                    done = self.engine.submit(change, hold=lambda: self.lock)
+                finally:
+                    self.sync_instances()
+            if isinstance(change, declare.Down):
+                self.stop_event.set()
+            return {"ok": True, "done": done}
+        if op == "modify":
+            with self.submit_lock, self.lock:
+                done = targets.modify(self.engine, req.get("name"), delete=req.get("delete"),
+                                      flush=bool(req.get("flush")), set_entry=req.get("set"))
+            return {"ok": True, "done": done}
+        if op == "dp":
+            with self.submit_lock, self.lock:
+                targets.dp_call(self.dp, req.get("call"), req.get("args"))
+            return {"ok": True, "done": []}
         with self.lock:
             if op == "status":
                 lat = sorted(self.latencies)
@@ -542,15 +514,6 @@ class Daemon:
                         "mesh": {"sa_up": dict(self.sa_up)} if self.mesh is not None else None,
                         "events": self.handled, "resolved": self.resolved, "busy_s": self.busy_s,
                         "latency_us": {"p50": pct[50], "p99": pct[99], "samples": len(lat)}}
-            if op == "modify":
-                entry = tuple(req["set"]) if req.get("set") else None
-                self.ctl.modify_overlay(req["name"], delete=req.get("delete"), flush=req.get("flush", False),
-                                        set_entry=entry, via_daemon=True)
-                return {"ok": True}
-            if op == "up":
-                done = self.ctl.up(load_file(req["file"]), req["file"])
-                self.sync_instances()
-                return {"ok": True, "done": done}
             if op == "stop":
                 self.stop_event.set()
                 return {"ok": True}
@@ -568,11 +531,13 @@ class Daemon:
                 line = self.rfile.readline()
                 try:
                     reply = daemon.handle_request(json.loads(line))
+                except ValueError:
+                    reply = {"ok": False, "error": "malformed request", "exit": 2}
                 except PyovlError as e:
-                    reply = {"ok": False, "error": str(e)}
+                    reply = {"ok": False, "error": str(e), "exit": e.exit_code}
                 except Exception as e:  # noqa: BLE001 - reported to the caller, daemon goes on
                     log.exception("request failed")
-                    reply = {"ok": False, "error": "internal error: %s" % e}
+                    reply = {"ok": False, "error": "internal error: %s" % e, "exit": 1}
                 self.wfile.write(json.dumps(reply).encode() + b"\n")
 
         srv = socketserver.ThreadingUnixStreamServer(path, Handler)
@@ -585,6 +550,17 @@ class Daemon:
     def serve(self, ready=None) -> None:
         """Run until SIGTERM/SIGINT (or a stop request). ready() is called
         once the daemon answers requests and metrics."""
+        own_lock = self.lock_fd is None
+        if own_lock:  # the one writer from here on (a caller that holds it releases it)
+            self.lock_fd = lock_fd(self.instance)
+        try:
+            self._serve(ready)
+        finally:
+            if own_lock:
+                os.close(self.lock_fd)
+                self.lock_fd = None
+
+    def _serve(self, ready) -> None:
         self.dp.load()
         self.ring = RingBuffer.open_pinned(os.path.join(self.dp.pin_dir, "misses"))
         self.ring.drain()  # events from before this daemon: their frames are stale

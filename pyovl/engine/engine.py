@@ -1,0 +1,152 @@
+"""The engine of one instance: submit a change, get back what was done.
+
+    eng = Engine("host1")
+    eng.diff(UpFile("/etc/pyovl/overlay.json"))      # the plan, nothing applied
+    eng.submit(CreateVnic(name="web0", over="ov0"))  # -> ["+ VNIC web0 (on ov0)"]
+
+submit() = declare (the change on the applied declaration) -> observe (facts)
+-> desire (checks against the host) -> plan -> apply. Any UsageError comes
+from the first three, before anything changed. If applying fails midway,
+the engine plans back to the declaration it started from and applies that
+(best effort), so the host is left as it was; the error is reported.
+
+Who runs it: the daemon while it serves (the one writer; `hold` is its lock,
+taken per action), else the CLI command itself under the instance lock
+(lock(); an flock, so two commands never interleave). The daemon takes the
+same lock for its whole life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+
+from pyovl import netns
+from pyovl.datapath import Datapath
+from pyovl.engine import declare as D
+from pyovl.engine import ledger as L
+from pyovl.engine.apply import Applier
+from pyovl.engine.facts import Facts, observe
+from pyovl.engine.intent import Wanted, desire
+from pyovl.engine.plan import Action, plan
+from pyovl.errors import StateError
+from pyovl.state import Store, remove, run_root
+
+log = logging.getLogger(__name__)
+LOCK_WAIT_S = 60.0
+
+
+@dataclass
+class Prepared:
+    change: D.Change
+    before: D.Declaration
+    want: Wanted
+    facts: Facts
+    rec: dict
+    actions: list
+
+
+class Engine:
+    def __init__(self, instance: str | None = None, dp: Datapath | None = None):
+        self.instance = instance or netns.current_name()
+        self.dp = dp or Datapath(instance=self.instance)
+        self.ledger = L.Ledger(self.instance)
+        self.store = Store(self.instance)
+
+    # -- reading ------------------------------------------------------------------
+    def runtime(self) -> dict:
+        """The ledger record (the mesh code reads its "mesh" entry)."""
+        return self.ledger.load()
+
+    def declaration(self) -> D.Declaration:
+        return L.declaration(self.ledger.load())
+
+    # -- the four steps ---------------------------------------------------------------
+    def prepare(self, change: D.Change) -> Prepared:
+        """Declare, observe, desire, plan: everything but apply."""
+        if isinstance(change, D.RestorePersistent) and change.store is None:
+            change = D.RestorePersistent(store=self.store.persistent())
+        rec = self.ledger.load()
+        before = L.declaration(rec)
+        decl = change.declare(before)
+        facts = observe(self.dp)
+        want = desire(decl, before, facts)
+        actions = plan(facts, before, rec.get("mesh"), want, teardown=isinstance(change, D.Down))
+        return Prepared(change, before, want, facts, rec, actions)
+
+    def diff(self, change: D.Change) -> list[Action]:
+        return self.prepare(change).actions
+
+    def submit(self, change: D.Change, hold=None) -> list[str]:
+        """Apply change; returns one line per action done."""
+        p = self.prepare(change)
+        self.dp.forget_ids()  # another writer may have run since this Datapath last looked
+        applier = Applier(self, p.before, p.want, p.rec, hold)
+        try:
+            applier.run(p.actions)
+        except BaseException as e:
+            self._roll_back(p, e, hold)
+            raise
+        applier.finish()
+        self.store.save_persistent(p.change.persist(p.want.decl, self.store.persistent()))
+        if isinstance(change, D.Down):
+            self.ledger.clear()
+            self.store.clear()
+            self.dp.close()
+        return [a.line() for a in p.actions] if p.change.reports else []
+
+    def _roll_back(self, p: Prepared, err: BaseException, hold) -> None:
+        """Take the host back to the declaration the change started from."""
+        if isinstance(p.change, D.Down) or not isinstance(err, Exception):
+            return
+        log.warning("apply failed (%s): rolling back", err)
+        try:
+            rec = p.rec  # the applier kept it (and the journal) up to date
+            now = L.declaration(rec)
+            facts = observe(self.dp)
+            want = desire(p.before, now, facts)
+            back = plan(facts, now, rec.get("mesh"), want)
+            applier = Applier(self, now, want, rec, hold)
+            applier.run(back)
+            applier.finish()
+        except Exception as e2:  # noqa: BLE001 - the first error is the one to report
+            log.error("rolling back failed too: %s; the journal keeps what was done", e2)
+
+
+@contextlib.contextmanager
+def lock(instance: str, wait_s: float = LOCK_WAIT_S):
+    """The instance lock (flock on <run root>/<instance>/lock). Held by a CLI
+    command running the engine itself, and by the daemon while it serves."""
+    fd = lock_fd(instance, wait_s)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def lock_fd(instance: str, wait_s: float = LOCK_WAIT_S) -> int:
+    """Take the instance lock; the caller closes the fd to release it (a
+    forked daemon inherits it)."""
+    import time  # noqa: PLC0415
+
+    d = os.path.join(run_root(), instance)
+    os.makedirs(d, exist_ok=True)
+    fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise StateError("instance %s is busy: another pyovl command holds its lock" % instance) from None
+            time.sleep(0.05)
+
+
+def remove_lock(instance: str) -> None:
+    remove(os.path.join(run_root(), instance, "lock"))
+
