@@ -265,9 +265,9 @@ class Datapath:
         vnic = abi.Vnic(vni=vni, flags=flags, vlan=vlan)
         C.memmove(vnic.mac, raw, 6)
         netlink.enable_forwarding(ifname)
+        self._flood_set(vni, add=(idx, vlan))  # first: it is the one that can refuse (a full flood list)
         self.maps.vnics.put(abi.U32(idx), vnic)
         self.maps.ports.put(key, abi.Port(ifindex=idx, flags=flags, vlan=vlan))
-        self._flood_set(vni, add=(idx, vlan))
         fd = loader.open_prog(self.pin_dir, "port")
         try:
             created = netlink.tc_attach(ifname, fd, "ovl_port")

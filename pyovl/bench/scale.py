@@ -168,3 +168,81 @@ def kernel_vxlans(prefix: str, n: int) -> dict:
     finally:
         os.unlink(f.name)
         sweep_ns(ns)
+
+
+def _up_file(ns: str, doc: dict, env: dict, tmp: str, *args: str) -> subprocess.CompletedProcess:
+    path = os.path.join(tmp, "o.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
+    return subprocess.run([pyovl, "--netns", ns, *args, path], capture_output=True, text=True, env=env)
+
+
+def pyovl_vnics_and_diff(prefix: str, n_vnics: int, n_overlays: int) -> dict:
+    """The engine at scale: `up --no-daemon` of n_vnics VNICs (guest ends
+    left in the host namespace, as for VMs) on overlays of 32, then of
+    n_overlays more overlays beside them, then `pyovl diff` of that file on
+    the host that matches it (the engine's observe + desire + plan alone)."""
+    ns = "%s-scale-v" % prefix
+    _host(ns)
+    tmp = tempfile.mkdtemp(prefix="pyovl-scale-")
+    env = dict(os.environ, PYOVL_RUN_ROOT=tmp + "/run", PYOVL_STATE_ROOT=tmp + "/lib")
+    pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
+    props = {"vxlan/listen_ip": "198.18.0.1", "direct/dest_ip": "198.18.0.2", "direct/dest_port": 4789}
+    per = 32  # VNICs per overlay and host: the data path's flood list (abi.MAX_FLOOD)
+    k = (n_vnics + per - 1) // per
+    doc = {"overlays": {"ov%d" % j: {"encap": "vxlan", "search": "direct", "vnetid": j + 1, "props": props}
+                        for j in range(k)},
+           "vnics": {"v%d" % i: {"over": "ov%d" % (i // per), "mac": "02:08:21:00:%02x:%02x" % (i >> 8, i & 0xFF)}
+                     for i in range(n_vnics)}}
+    try:
+        subprocess.run([pyovl, "--netns", ns, "dp", "init", "ul0"], check=True, capture_output=True, env=env)
+        t0 = time.monotonic()
+        p = _up_file(ns, doc, env, tmp, "up", "--no-daemon")
+        vnic_s = time.monotonic() - t0
+        if p.returncode != 0:
+            return {"ok": False, "error": p.stderr.strip()[:200]}
+        doc["overlays"].update({"ov%d" % i: {"encap": "vxlan", "search": "direct", "vnetid": i + 1, "props": props}
+                                for i in range(k, k + n_overlays)})
+        t0 = time.monotonic()
+        p = _up_file(ns, doc, env, tmp, "up", "--no-daemon")
+        overlays_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        d = _up_file(ns, doc, env, tmp, "diff")
+        diff_s = time.monotonic() - t0
+        return {"ok": p.returncode == 0 and d.returncode == 0 and d.stdout == "", "vnics": n_vnics,
+                "overlays": n_overlays, "vnics_seconds": round(vnic_s, 3),
+                "per_vnic_ms": round(vnic_s * 1000 / n_vnics, 2), "overlays_seconds": round(overlays_s, 3),
+                "diff_seconds": round(diff_s, 3), "error": (p.stderr or d.stderr or d.stdout).strip()[:200]}
+    finally:
+        subprocess.run([pyovl, "--netns", ns, "down"], capture_output=True, env=env)
+        sweep_ns(ns)
+        subprocess.run(["rm", "-rf", tmp])
+
+
+def kernel_bridge_ports(prefix: str, n: int) -> dict:
+    """The kernel's nearest thing to n VNICs: n veth pairs, one end of each
+    on a bridge, both up (`ip -batch`)."""
+    ns = "%s-scale-b" % prefix
+    _host(ns)
+    lines = ["link add br0 type bridge", "link set br0 up"]
+    lines += ["link add vb%d type veth peer name vg%d" % (i, i) for i in range(n)]
+    lines += ["link set vb%d master br0 up" % i for i in range(n)]
+    lines += ["link set vg%d up" % i for i in range(n)]
+    with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        t0 = time.monotonic()
+        p = subprocess.run(["ip", "-n", ns, "-batch", f.name], capture_output=True, text=True)
+        secs = time.monotonic() - t0
+        return {"seconds": round(secs, 3), "per_port_ms": round(secs * 1000 / n, 2), "ok": p.returncode == 0,
+                "error": p.stderr.strip()[:200]}
+    finally:
+        os.unlink(f.name)
+        sweep_ns(ns)
+
+
+if __name__ == "__main__":  # python -m pyovl.bench.scale [VNICS OVERLAYS]
+    nv, no = (int(a) for a in (sys.argv[1:3] or ("1000", "10000")))
+    print(json.dumps({"pyovl": pyovl_vnics_and_diff("bsc", nv, no), "kernel_bridge": kernel_bridge_ports("bsc", nv)},
+                     indent=1))

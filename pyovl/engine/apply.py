@@ -37,12 +37,15 @@ class Applier:
         self.want = want
         self.rec = rec
         self.hold = hold or contextlib.nullcontext
+        self.current: P.Action | None = None  # the action running (named in errors)
 
     def run(self, actions: list[P.Action]) -> None:
         for a in actions:
+            self.current = a
             with self.hold():
                 log.info("apply: %s", a.line())
                 getattr(self, "_" + type(a).__name__)(a)
+        self.current = None
 
     def finish(self) -> None:
         """Every action done: the ledger says exactly the wanted declaration."""
@@ -135,6 +138,8 @@ class Applier:
             try:
                 self.dp.add_port(w.host, w.vni, w.decl.mac, v.vlan)
             except BaseException:
+                with contextlib.suppress(Exception):
+                    self.dp.del_port(w.host)  # whatever map entries it wrote
                 netlink.delete_link(w.host)
                 raise
         except BaseException:

@@ -32,7 +32,7 @@ from pyovl.engine.apply import Applier
 from pyovl.engine.facts import Facts, observe
 from pyovl.engine.intent import Wanted, desire
 from pyovl.engine.plan import Action, plan
-from pyovl.errors import StateError
+from pyovl.errors import KernelError, PyovlError, StateError
 from pyovl.state import Store, remove, run_root
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,11 @@ class Engine:
         applier = Applier(self, p.before, p.want, p.rec, hold)
         try:
             applier.run(p.actions)
-        except BaseException as e:
-            self._roll_back(p, e, hold)
-            raise
+        except Exception as e:  # noqa: BLE001 - reported as one line, after the rollback
+            after = self._roll_back(p, e, hold)
+            what = "applying '%s' failed: " % applier.current.line() if applier.current else ""
+            err = e if isinstance(e, PyovlError) else KernelError(str(e) or type(e).__name__)
+            raise type(err)("%s%s%s" % (what, err, after)) from None
         applier.finish()
         self.store.save_persistent(p.change.persist(p.want.decl, self.store.persistent()))
         if isinstance(change, D.Down):
@@ -98,11 +100,12 @@ class Engine:
             self.dp.close()
         return [a.line() for a in p.actions] if p.change.reports else []
 
-    def _roll_back(self, p: Prepared, err: BaseException, hold) -> None:
-        """Take the host back to the declaration the change started from."""
-        if isinstance(p.change, D.Down) or not isinstance(err, Exception):
-            return
-        log.warning("apply failed (%s): rolling back", err)
+    def _roll_back(self, p: Prepared, err: BaseException, hold) -> str:
+        """Take the host back to the declaration the change started from;
+        returns what to add to the error message."""
+        if isinstance(p.change, D.Down):
+            return ""
+        log.info("apply failed (%s): rolling back", err)
         try:
             rec = p.rec  # the applier kept it (and the journal) up to date
             now = L.declaration(rec)
@@ -112,8 +115,10 @@ class Engine:
             applier = Applier(self, now, want, rec, hold)
             applier.run(back)
             applier.finish()
+            return "; nothing was changed (rolled back)"
         except Exception as e2:  # noqa: BLE001 - the first error is the one to report
-            log.error("rolling back failed too: %s; the journal keeps what was done", e2)
+            log.info("rolling back failed: %s", e2)
+            return "; rolling back failed too (%s): run 'pyovl diff' to see what is left" % e2
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyovl import values
+from pyovl.bpf.abi import MAX_FLOOD
 from pyovl.config import OverlaySpec
 from pyovl.engine.declare import Declaration, VnicDecl
 from pyovl.engine.facts import Facts, host_end_name
@@ -98,6 +99,7 @@ def desire(decl: Declaration, before: Declaration, facts: Facts) -> Wanted:
             point = (ip, spec.props["direct/dest_port"], enc)
         w.overlays[name] = WantOverlay(name, spec, tuple(devices), point)
     macs: dict[tuple, str] = {}
+    ports: dict[int, int] = {}
     for name, vd in sorted(decl.vnics.items()):
         v = vd.spec
         ov = w.overlays.get(v.over)
@@ -109,6 +111,10 @@ def desire(decl: Declaration, before: Declaration, facts: Facts) -> Wanted:
         if key in macs:
             raise UsageError("MAC %s is already used by VNIC %s on overlay %s" % (vd.mac, macs[key], v.over))
         macs[key] = name
+        ports[ov.vni] = ports.get(ov.vni, 0) + 1
+        if ports[ov.vni] > MAX_FLOOD:  # the data path's flood list (abi.Flood) holds that many
+            raise UsageError("overlay %s: at most %d VNICs per overlay on one host (broadcast reaches that many)"
+                             % (v.over, MAX_FLOOD))
         old = before.vnics.get(name)
         if (old is None or old.spec.netns != v.netns) and facts.name_taken(v.name, v.netns):
             raise UsageError("VNIC %s: an interface named %s already exists%s"
