@@ -25,7 +25,7 @@ Contract: every function runs ``ip`` (iproute2; pyroute2 has no XFRM API)
 in the current network namespace, or in netns=NAME; install/remove are
 idempotent and converge; failures raise pyovl.errors.KernelError with the
 command's one-line reason. Nothing here reads key material: states are
-listed with ``nokeys``. Callers (pyovl/control.py) install the fallback
+listed with ``nokeys``. Callers (pyovl/mesh/apply.py, as engine actions) install the fallback
 before any target points at an encrypted peer and remove it only after.
 """
 
