@@ -134,6 +134,8 @@ def observe(dp) -> Facts:
               namespaces=frozenset(netns.names()),
               attached={d: a["hook"] for d, a in dp.underlays().items()})
     f.loaded = dp.loaded()
+    # every VNIC host end and recorded underlay in one pass (a look per device was slow)
+    f.observe_tc([n for n in f.links if n.startswith(HOST_END_PREFIX)] + list(f.attached))
     if f.loaded:
         f.overlays = {k.value: OverlayFact.of(v) for k, v in dp.maps.overlays.items()}
         f.ports = {k.value: PortFact(v.vni, abi.mac_str(bytes(v.mac)), v.vlan) for k, v in dp.maps.vnics.items()}
