@@ -69,6 +69,8 @@ class Facts:
     namespaces: frozenset = frozenset()
     attached: dict = field(default_factory=dict)  # device -> hook pyovl recorded (datapath.json)
     _tc: dict = field(default_factory=dict)
+    _by_address: dict | None = None
+    _by_family: dict = field(default_factory=dict)
 
     # -- questions about the data path -------------------------------------------
     def tc_program(self, dev: str) -> str | None:
@@ -97,22 +99,25 @@ class Facts:
 
     # -- questions about the host (intent.py) ---------------------------------------
     def device_of_address(self, ip: str) -> str | None:
-        names = {v["ifindex"]: n for n, v in self.links.items()}
-        for addr, _fam, _scope, idx in self.addresses:
-            if addr == ip:
-                return names.get(idx)
-        return None
+        if self._by_address is None:  # built once: intent asks once per overlay
+            names = {v["ifindex"]: n for n, v in self.links.items()}
+            self._by_address = {}
+            for addr, _fam, _scope, idx in self.addresses:
+                self._by_address.setdefault(addr, names.get(idx))
+        return self._by_address.get(ip)
 
     def devices_with_addresses(self, family: int) -> list[str]:
         """Devices (not lo, not VNIC host ends) with a global address of family."""
-        names = {v["ifindex"]: n for n, v in self.links.items()}
-        out: list[str] = []
-        for _addr, fam, scope, idx in self.addresses:
-            name = names.get(idx)
-            if fam == family and scope == 0 and name and name != "lo" and not name.startswith(HOST_END_PREFIX) \
-                    and name not in out:
-                out.append(name)
-        return out
+        if family not in self._by_family:
+            names = {v["ifindex"]: n for n, v in self.links.items()}
+            out: list[str] = []
+            for _addr, fam, scope, idx in self.addresses:
+                name = names.get(idx)
+                if fam == family and scope == 0 and name and name != "lo" \
+                        and not name.startswith(HOST_END_PREFIX) and name not in out:
+                    out.append(name)
+            self._by_family[family] = out
+        return list(self._by_family[family])
 
     def kind(self, dev: str) -> str | None:
         if dev not in self.links:
