@@ -132,33 +132,45 @@ class Daemon:
 
     # -- plugin instances ----------------------------------------------
     def sync_instances(self) -> None:
-        """Match plugin instances to the overlays in the runtime state."""
+        """Match plugin instances to the declared overlays. The lock is taken
+        per instance, and new plugins start before they are visible: 10k new
+        overlays must not hold up the misses of the others (the lock once
+        covered the whole loop: 225 ms p99 miss latency during such an up)."""
         decl = self.engine.declaration()
+        specs: dict[str, OverlaySpec] = {n: od.spec for n, od in decl.overlays.items()}
         with self.lock:
-            mesh = decl.mesh
-            if mesh != self.mesh:
-                self.mesh = mesh
+            if decl.mesh != self.mesh:
+                self.mesh = decl.mesh
                 self._dests.clear()  # answers resolve differently now
                 for inst in self.by_name.values():
                     if inst.started and inst.spec.mode == "dynamic":
                         self._refresh(inst, None)
-            specs: dict[str, OverlaySpec] = {n: od.spec for n, od in decl.overlays.items()}
-            for name in list(self.by_name):
-                inst = self.by_name[name]
-                if name not in specs or specs[name] != inst.spec:
-                    if inst.started:
-                        inst.plugin.stop()
-                    del self.by_name[name]
-                    self.by_vni.pop(inst.spec.vnetid, None)
+            gone = [n for n, inst in self.by_name.items() if n not in specs or specs[n] != inst.spec]
+        for name in gone:
+            with self.lock:
+                inst = self.by_name.pop(name)
+                self.by_vni.pop(inst.spec.vnetid, None)
+                self.degraded.pop(name, None)
+                if inst.started:
+                    inst.plugin.stop()
+        # only this thread adds or removes instances (under submit_lock, or before serving)
+        for name in [n for n in specs if n not in self.by_name]:
+            inst = Instance(specs[name])
+            ov = self.dp.maps.overlays.get(abi.U32(inst.spec.vnetid))
+            inst.strict = bool(ov is not None and ov.flags & abi.F_STRICT)
+            try:
+                inst.plugin.start()
+                inst.started, why = True, None
+            except PluginError as e:
+                why = str(e)
+                log.warning("overlay %s degraded: %s", name, e)
+            with self.lock:
+                self.by_name[name] = inst
+                self.by_vni[inst.spec.vnetid] = inst
+                if why:
+                    self.degraded[name] = why
+                else:
                     self.degraded.pop(name, None)
-            for name, spec in specs.items():
-                if name not in self.by_name:
-                    inst = Instance(spec)
-                    ov = self.dp.maps.overlays.get(abi.U32(spec.vnetid))
-                    inst.strict = bool(ov is not None and ov.flags & abi.F_STRICT)
-                    self.by_name[name] = inst
-                    self.by_vni[spec.vnetid] = inst
-                    self._start(name, inst)
 
     def _start(self, name: str, inst: Instance) -> None:
         try:
