@@ -36,6 +36,7 @@ import signal
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 
@@ -58,6 +59,7 @@ HOUSEKEEPING_S = 0.2
 MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
 REPAIR_MAX_S = 60.0  # the longest wait between two repairs of one peer
 TIDY_S = 30.0  # how often duplicate IKE_SAs are looked for
+SWITCH_INTERVAL_S = 0.0005  # see Daemon._serve
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
            proxy.ETH_P_IPV6: (proxy.parse_ns, "ndp", proxy.build_na, "ndp")}
@@ -573,6 +575,11 @@ class Daemon:
                 self.lock_fd = None
 
     def _serve(self, ready) -> None:
+        # The lookup thread makes a few syscalls per miss and needs the GIL
+        # back after each; while the engine applies a large change it waits a
+        # whole switch interval each time (5 ms by default). Measured during
+        # an up adding 10k overlays: miss p99 52 ms at 5 ms, 19 ms at 0.5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.dp.load()
         self.ring = RingBuffer.open_pinned(os.path.join(self.dp.pin_dir, "misses"))
         self.ring.drain()  # events from before this daemon: their frames are stale

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from pyovl import netlink, netns
 from pyovl.engine import ledger as L
@@ -37,6 +38,7 @@ class Applier:
         self.want = want
         self.rec = rec
         self.hold = hold or contextlib.nullcontext
+        self.yields = hold is not None  # others wait for the lock between actions
         self.current: P.Action | None = None  # the action running (named in errors)
 
     def run(self, actions: list[P.Action]) -> None:
@@ -45,6 +47,10 @@ class Applier:
             with self.hold():
                 log.info("apply: %s", a.line())
                 getattr(self, "_" + type(a).__name__)(a)
+            if self.yields:
+                # Python's locks are not fair: without giving up the GIL here this
+                # thread takes the lock again before a waiting lookup thread can run
+                time.sleep(0)
         self.current = None
 
     def finish(self) -> None:

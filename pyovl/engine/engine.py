@@ -55,6 +55,7 @@ class Engine:
         self.dp = dp or Datapath(instance=self.instance)
         self.ledger = L.Ledger(self.instance)
         self.store = Store(self.instance)
+        self.applied: D.Declaration | None = None  # set by the last submit
 
     # -- reading ------------------------------------------------------------------
     def runtime(self) -> dict:
@@ -93,6 +94,7 @@ class Engine:
             err = e if isinstance(e, PyovlError) else KernelError(str(e) or type(e).__name__)
             raise type(err)("%s%s%s" % (what, err, after)) from None
         applier.finish()
+        self.applied = p.want.decl  # what the daemon syncs its plugins to, without reading the ledger again
         self.store.save_persistent(p.change.persist(p.want.decl, self.store.persistent()))
         if isinstance(change, D.Down):
             self.ledger.clear()

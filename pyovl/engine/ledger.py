@@ -22,7 +22,7 @@ import json
 import os
 
 from pyovl.engine.declare import Declaration, OverlayDecl, VnicDecl
-from pyovl.state import read_json, remove, run_root, write_json_atomic
+from pyovl.state import read_json, remove, run_root
 
 KINDS = ("overlays", "vnics")
 
@@ -73,7 +73,11 @@ class Ledger:
 
     def commit(self, rec: dict) -> None:
         """Write the ledger at once, then drop the journal."""
-        write_json_atomic(self.path, rec, pretty=False)
+        os.makedirs(self.dir, exist_ok=True)
+        tmp = "%s.tmp.%d" % (self.path, os.getpid())
+        with open(tmp, "w") as f:
+            f.writelines(_encode(rec))
+        os.replace(tmp, self.path)
         self._close_journal()
         try:
             os.unlink(self.journal_path)
@@ -89,6 +93,23 @@ class Ledger:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+
+def _encode(rec: dict):
+    """rec as JSON, one record at a time: a single json.dumps of 10k
+    overlays holds the GIL for tens of milliseconds, and in the daemon the
+    lookup thread answering misses waits for it."""
+    yield "{"
+    for i, (key, value) in enumerate(rec.items()):
+        yield "%s%s:" % ("," if i else "", json.dumps(key))
+        if key in KINDS:
+            yield "{"
+            for j, (name, obj) in enumerate(value.items()):
+                yield "%s%s:%s" % ("," if j else "", json.dumps(name), json.dumps(obj, separators=(",", ":")))
+            yield "}"
+        else:
+            yield json.dumps(value, separators=(",", ":"))
+    yield "}"
 
 
 def _journal_lines(path: str):
