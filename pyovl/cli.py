@@ -580,13 +580,10 @@ def mesh_keygen(inv, directory):
     pairs keep their keys; pairs of removed nodes go. Keys are never printed:
     copy each node's file to it (its mesh.keys path)."""
     from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.errors import parse_json, read_file  # noqa: PLC0415
     from pyovl.mesh import keys, parse_mesh  # noqa: PLC0415
 
-    try:
-        with open(inv) as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        raise UsageError("%s: %s" % (inv, getattr(e, "strerror", None) or e)) from None
+    doc = parse_json(read_file(inv)[0], inv)  # any unreadable or malformed file: one UsageError
     m = load_file(inv).mesh if isinstance(doc, dict) and "overlays" in doc else parse_mesh(doc)
     if m is None:
         raise UsageError("%s has no mesh section" % inv)

@@ -6,23 +6,45 @@ validates a whole overlay.json before anything is applied and reports the
 first problem as one line naming where it is ("overlays.demo0.props.mtu:
 invalid value 9000 for mtu: must be 576-8900"). Rules are Danube's overlay
 rules: create-overlay arguments without -v, parsed by parse_create_args().
+
+Every value is type-checked before it is used as a key, a set member, a
+pattern's subject or int()'s argument, so no JSON value (a list, an object,
+a huge number, text with a newline) gets further than one UsageError.
+Names are matched with fullmatch(): "$" would also match before a final
+newline. Addresses are kept in their canonical form ("10.98.0.1/24" for
+"10.98.0.1/255.255.255.0"), so equal addresses compare equal.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
 from pyovl import props as P
 from pyovl.bpf.abi import mac_bytes
-from pyovl.errors import UsageError
+from pyovl.errors import UsageError, parse_json, read_file, show
 from pyovl.lookup import registry
 
-LINKNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,29}[0-9]$")  # dladm: letter first, digit last
-IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Use with fullmatch(), never match(): see the module docstring.
+LINKNAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,29}[0-9]")  # dladm: letter first, digit last
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RULE_NAME = re.compile(r"\S{1,64}")  # and printable
+MAC_TEXT = re.compile(r"[0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}){5}")  # what mac_bytes() should take
+
+
+def _plain(value: object) -> str:
+    """A value for a dladm-style message, which names things unquoted: short
+    text as it is (PyovlError escapes its control characters), else show()."""
+    return value if isinstance(value, str) and len(value) <= 64 else show(value)
+
+
+def _is_name(pattern: re.Pattern, name: object) -> bool:
+    """name is text matching pattern whole and not only dots ("." and ".."
+    are directory entries: a namespace so named is a path outside /run/netns)."""
+    return isinstance(name, str) and pattern.fullmatch(name) is not None and name.strip(".") != ""
 
 
 @dataclass(frozen=True)
@@ -73,9 +95,9 @@ class VnicSpec:
 
 
 def check_linkname(name: object, what: str = "overlay") -> str:
-    if not isinstance(name, str) or not LINKNAME.match(name):
-        raise UsageError("invalid link name %r: an %s name is 2-31 letters, digits, '_' or '.', "
-                         "starting with a letter and ending with a digit (e.g. ov0)" % (name, what))
+    if not _is_name(LINKNAME, name):
+        raise UsageError("invalid link name %s: an %s name is 2-31 letters, digits, '_' or '.', "
+                         "starting with a letter and ending with a digit (e.g. ov0)" % (show(name), what))
     return name
 
 
@@ -88,28 +110,31 @@ def settable_props(encap: str, search: str) -> dict[str, P.PropSpec]:
 
 def build_overlay(name: str, encap: str | None, search: str | None, vnetid: object,
                   raw_props: dict, rule: str | None = None) -> OverlaySpec:
-    if not name:
+    if name is None or name == "":
         raise UsageError("missing device name")
     check_linkname(name)
     if vnetid is None:
         raise UsageError("missing required virtual network id")
-    if not encap:
+    if encap is None or encap == "":
         raise UsageError("missing required encapsulation plugin")
-    if not search:
+    if search is None or search == "":
         raise UsageError("missing required search plugin")
-    if encap not in P.ENCAPS:
-        raise UsageError("unknown encapsulation plugin: %s (known: %s)" % (encap, ", ".join(P.ENCAPS)))
-    if search not in registry.plugins():
-        raise UsageError("unknown search plugin: %s (known: %s)" % (search, ", ".join(registry.names())))
+    # isinstance first: a list or an object would make "in" raise TypeError
+    if not isinstance(encap, str) or encap not in P.ENCAPS:
+        raise UsageError("unknown encapsulation plugin: %s (known: %s)" % (_plain(encap), ", ".join(P.ENCAPS)))
+    if not isinstance(search, str) or search not in registry.plugins():
+        raise UsageError("unknown search plugin: %s (known: %s)" % (_plain(search), ", ".join(registry.names())))
     vni = P.VNETID.parse(vnetid)
     specs = settable_props(encap, search)
     values = {}
+    if not isinstance(raw_props, dict):
+        raise UsageError("props must be an object of property name -> value")
     for key, raw in raw_props.items():
         if key not in specs:
             if key in ("vnetid", "encap", "search"):
                 raise UsageError("%s is set with its own option, not as a property" % key)
             raise UsageError("unknown property %s for encap %s and search %s (known: %s)"
-                             % (key, encap, search, ", ".join(specs)))
+                             % (_plain(key), encap, search, ", ".join(specs)))
         values[key] = specs[key].parse(raw)
     for key, spec in specs.items():
         if key not in values:
@@ -131,19 +156,21 @@ def split_props(values: list[str] | tuple[str, ...]) -> dict:
         for item in v.split(","):
             key, sep, val = item.partition("=")
             if not sep or not key:
-                raise UsageError("invalid property %r: use -p name=value" % item)
+                raise UsageError("invalid property %s: use -p name=value" % show(item))
             if key in out:
-                raise UsageError("property %s given twice" % key)
+                raise UsageError("property %s given twice" % _plain(key))
             out[key] = val
     return out
 
 
 def parse_create_args(text: str, allow_vnetid: bool = True) -> dict:
     """create-overlay options from a string (a Danube rule): -e, -s, -v, -p, -t."""
+    if not isinstance(text, str):
+        raise UsageError("a rule is a string of create-overlay options, not %s" % show(text))
     try:
         argv = shlex.split(text)
     except ValueError as e:
-        raise UsageError("cannot parse %r: %s" % (text, e)) from None
+        raise UsageError("cannot parse %s: %s" % (show(text), e)) from None
     out: dict = {"encap": None, "search": None, "vnetid": None, "props": [], "temporary": False}
     longs = {"--encap": "encap", "--search": "search", "--vnetid": "vnetid", "--prop": "props"}
     shorts = {"-e": "encap", "-s": "search", "-v": "vnetid", "-p": "props"}
@@ -162,7 +189,7 @@ def parse_create_args(text: str, allow_vnetid: bool = True) -> dict:
             else:
                 out[key] = argv[i]
         else:
-            raise UsageError("unexpected %r (a rule holds -e, -s and -p options)" % a)
+            raise UsageError("unexpected %s (a rule holds -e, -s and -p options)" % show(a))
         i += 1
     if out["vnetid"] is not None and not allow_vnetid:
         raise UsageError("a rule must not set -v: the overlay that uses the rule gives the vnetid")
@@ -172,37 +199,56 @@ def parse_create_args(text: str, allow_vnetid: bool = True) -> dict:
 
 def build_vnic(name: str, over: str, mac: object = None, vlan: object = 0, mtu: object = None,
                netns: object = None, addresses: object = ()) -> VnicSpec:
-    if not isinstance(name, str) or not IFNAME.match(name):
-        raise UsageError("invalid VNIC name %r: 1-15 letters, digits, '_', '.' or '-'" % (name,))
+    if not _is_name(IFNAME, name):
+        raise UsageError("invalid VNIC name %s: 1-15 letters, digits, '_', '.' or '-', not only dots"
+                         % show(name))
     if mac is not None:
-        try:
-            raw = mac_bytes(mac) if isinstance(mac, str) else None
-        except ValueError:
-            raw = None
+        raw = mac_bytes(mac) if isinstance(mac, str) and MAC_TEXT.fullmatch(mac) else None
         if raw is None:
-            raise UsageError("invalid MAC address %r" % (mac,))
+            raise UsageError("invalid MAC address %s" % show(mac))
         if raw[0] & 1:
             raise UsageError("MAC address %s is multicast; a VNIC needs a unicast MAC" % mac)
         if raw == b"\0" * 6:
             raise UsageError("MAC address %s is all zeros" % mac)
         mac = ":".join("%02x" % b for b in raw)
     if isinstance(vlan, bool) or not isinstance(vlan, int) or not 0 <= vlan <= 4094:
-        raise UsageError("invalid VLAN id %r: must be 0-4094" % (vlan,))
+        raise UsageError("invalid VLAN id %s: must be 0-4094" % show(vlan))
     if mtu is not None:
         mtu = P.MTU.parse(mtu)
-    if netns is not None and (not isinstance(netns, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", netns)):
-        raise UsageError("invalid network namespace name %r" % (netns,))
+    if netns is not None and not _is_name(NETNS, netns):
+        raise UsageError("invalid network namespace name %s: 1-64 letters, digits, '_', '.' or '-', "
+                         "not only dots" % show(netns))
+    if over is not None and over != "":
+        check_linkname(over)
+    return VnicSpec(name=name, over=over, mac=mac, vlan=vlan, mtu=mtu, netns=netns,
+                    addresses=check_addresses(addresses))
+
+
+def check_addresses(addresses: object) -> tuple[str, ...]:
+    """A VNIC's address/prefix list -> canonical texts ("10.98.0.1/24" for
+    "10.98.0.1/255.255.255.0"); each address at most once, whatever the prefix
+    (the kernel refuses the second IPv6 one, and two IPv4 ones are a typo)."""
     if isinstance(addresses, str) or not isinstance(addresses, (list, tuple)):
         raise UsageError("addresses must be a list of address/prefix strings")
+    out: list[str] = []
+    seen: dict = {}
     for a in addresses:
-        try:
-            ipaddress.ip_interface(a)
-            if "/" not in a:
-                raise ValueError
-        except (ValueError, TypeError):
-            raise UsageError("invalid address %r: use address/prefix, e.g. 10.23.0.1/24" % (a,)) from None
-    return VnicSpec(name=name, over=check_linkname(over) if over else over, mac=mac, vlan=vlan, mtu=mtu,
-                    netns=netns, addresses=tuple(addresses))
+        iface = None
+        if isinstance(a, str) and "/" in a and "%" not in a:  # '%': a zone, which ip_interface drops
+            try:
+                iface = ipaddress.ip_interface(a)
+            except ValueError:
+                pass
+        if iface is None:
+            raise UsageError("invalid address %s: use address/prefix, e.g. 10.23.0.1/24" % show(a))
+        if iface.ip.is_unspecified or iface.ip.is_multicast:
+            raise UsageError("invalid address %s: an interface address cannot be %s"
+                             % (show(a), "unspecified" if iface.ip.is_unspecified else "multicast"))
+        if iface.ip in seen:
+            raise UsageError("address %s is given twice (as %s and %s)" % (iface.ip, show(seen[iface.ip]), show(a)))
+        seen[iface.ip] = a
+        out.append(iface.with_prefixlen)
+    return tuple(out)
 
 
 # -- overlay.json --------------------------------------------------------------
@@ -239,13 +285,28 @@ class _At:
         return False
 
 
+def _at(parent: str, key: str) -> str:
+    """The location of parent's member key: "vnics.web0", or "vnics['..']"
+    when the key is no plain name and would make the location ambiguous."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", key) and not key.endswith("."):
+        return "%s.%s" % (parent, key)
+    return "%s[%s]" % (parent, show(key))
+
+
+def _located(where: str, what: str) -> UsageError:
+    """An error already naming its place, which _At leaves as it is."""
+    err = UsageError("%s: %s" % (where, what))
+    err.located = True
+    return err
+
+
 def _obj(value: object, where: str, keys: set | None = None) -> dict:
     if not isinstance(value, dict):
         raise UsageError("%s: must be a JSON object" % where)
     if keys is not None:
         extra = sorted(set(value) - keys)
         if extra:
-            raise UsageError("%s: unknown key %r (known: %s)" % (where, extra[0], ", ".join(sorted(keys))))
+            raise UsageError("%s: unknown key %s (known: %s)" % (where, show(extra[0]), ", ".join(sorted(keys))))
     return value
 
 
@@ -254,19 +315,23 @@ def parse_config(doc: object) -> Config:
     cfg = Config()
     rules = {}
     for rname, text in _obj(doc.get("rules", {}), "rules").items():
-        with _At("rules.%s" % rname):
+        with _At(_at("rules", rname)):
+            if not (_is_name(RULE_NAME, rname) and rname.isprintable()):
+                raise UsageError("a rule name is 1-64 printable characters without spaces")
             if not isinstance(text, str):
                 raise UsageError("a rule is a string of create-overlay options")
             rules[rname] = parse_create_args(text, allow_vnetid=False)
     seen_vni: dict[int, str] = {}
     for name, o in _obj(doc.get("overlays", {}), "overlays").items():
-        where = "overlays.%s" % name
+        where = _at("overlays", name)
         o = _obj(o, where, OVERLAY_KEYS)
         with _At(where):
             extra_props = dict(_obj(o.get("props", {}), where + ".props"))
             if "rule" in o:
+                if not isinstance(o["rule"], str):
+                    raise _located(where + ".rule", "must be a string, the name of one of rules")
                 if o["rule"] not in rules:
-                    raise UsageError("rule %r is not defined in rules" % o["rule"])
+                    raise UsageError("rule %s is not defined in rules" % show(o["rule"]))
                 r = rules[o["rule"]]
                 if "encap" in o or "search" in o:
                     raise UsageError("an overlay with a rule takes only vnetid (and props overrides)")
@@ -281,13 +346,15 @@ def parse_config(doc: object) -> Config:
             cfg.overlays[name] = spec
     macs: dict[tuple, str] = {}
     for name, v in _obj(doc.get("vnics", {}), "vnics").items():
-        where = "vnics.%s" % name
+        where = _at("vnics", name)
         v = _obj(v, where, VNIC_KEYS)
         with _At(where):
             if "over" not in v:
                 raise UsageError("missing 'over': the overlay this VNIC is on")
+            if not isinstance(v["over"], str):
+                raise _located(where + ".over", "must be a string, the name of an overlay")
             if v["over"] not in cfg.overlays:
-                raise UsageError("overlay %r does not exist in this file" % v["over"])
+                raise UsageError("overlay %s does not exist in this file" % show(v["over"]))
             spec = build_vnic(name, v["over"], v.get("mac"), v.get("vlan", 0), v.get("mtu"),
                               v.get("netns"), v.get("addresses", ()))
             ov = cfg.overlays[spec.over]
@@ -307,12 +374,15 @@ def parse_config(doc: object) -> Config:
     with _At("underlay"):
         u = _obj(doc.get("underlay", {}), "underlay", {"devices", "hook"})
         devs = u.get("devices", [])
-        if not isinstance(devs, list) or not all(isinstance(x, str) and IFNAME.match(x) for x in devs):
+        if not isinstance(devs, list) or not all(_is_name(IFNAME, x) for x in devs):
             raise UsageError("devices must be a list of interface names")
+        if len(set(devs)) != len(devs):
+            raise UsageError("devices: an interface is listed twice")
         cfg.underlay_devices = tuple(devs)
-        if u.get("hook", "auto") not in ("auto", "tc", "xdp"):
+        hook = u.get("hook", "auto")
+        if not isinstance(hook, str) or hook not in ("auto", "tc", "xdp"):
             raise UsageError("hook must be auto, tc or xdp")
-        cfg.hook = u.get("hook", "auto")
+        cfg.hook = hook
     if "mesh" in doc:
         from pyovl.mesh import parse_mesh  # noqa: PLC0415
 
@@ -321,27 +391,27 @@ def parse_config(doc: object) -> Config:
 
 
 def check_hostport(value: object) -> str:
-    host, sep, port = str(value).rpartition(":")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        ok = sep and 1 <= int(port) <= 65535
-    except ValueError:
-        ok = False
-    if not ok:
-        raise UsageError("metrics address %r must be IP:PORT, e.g. 127.0.0.1:9134" % (value,))
-    return str(value)
+    """"IP:PORT" or "[IPv6]:PORT" -> its canonical text; UsageError otherwise."""
+    ok = None
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        ip = P.parse_ip(host)
+        if sep and ip and re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535:
+            ok = ("[%s]:%d" if ":" in ip else "%s:%d") % (ip, int(port))
+    if ok is None:
+        raise UsageError("metrics address %s must be IP:PORT, e.g. 127.0.0.1:9134" % show(value))
+    return ok
 
 
 def load_file(path: str) -> Config:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise UsageError("%s: %s" % (path, e.strerror)) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError("%s: invalid JSON at line %d column %d: %s" % (path, e.lineno, e.colno, e.msg)) from None
+    """Read and validate an overlay.json; one located UsageError if bad.
+
+    Only a regular file is read, without blocking (the daemon reads the
+    path again when it applies it, so a FIFO would hang the daemon)."""
+    data, _ = read_file(path, UsageError)
+    doc = parse_json(data, path, UsageError)
     try:
         return parse_config(doc)
     except UsageError as e:

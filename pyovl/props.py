@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 
-from pyovl.errors import UsageError
+from pyovl.errors import UsageError, show
 
 UINT, IP, STRING = "uint", "ip", "string"
 
@@ -36,33 +37,55 @@ class PropSpec:
         return ",".join(self.possible) if self.possible else "--"
 
     def parse(self, raw: object) -> object:
-        """Text (CLI, rules) or JSON value -> checked value; UsageError if bad."""
+        """Text (CLI, rules) or JSON value -> checked value; UsageError if bad.
+
+        Text numbers are plain decimal digits: int() alone would also take
+        " 23", "2_3", "+23" and non-ASCII digits, and turn a few thousand
+        digits into a ValueError of its own."""
         if self.type == UINT:
             if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-                raise UsageError("invalid value %r for %s: must be a number" % (raw, self.name))
-            try:
-                val = int(raw, 10) if isinstance(raw, str) else raw
-            except ValueError:
-                raise UsageError("invalid value %r for %s: must be a number" % (raw, self.name)) from None
+                raise UsageError("invalid value %s for %s: must be a number" % (show(raw), self.name))
+            if isinstance(raw, str):
+                if not _NUMBER.fullmatch(raw):
+                    raise UsageError("invalid value %s for %s: must be a number" % (show(raw), self.name))
+                val = int(raw, 10)
+            else:
+                val = raw
             if self.range and not self.range[0] <= val <= self.range[1]:
-                raise UsageError("invalid value %d for %s: must be %d-%d" % (val, self.name, *self.range))
+                raise UsageError("invalid value %s for %s: must be %d-%d" % (show(val), self.name, *self.range))
         elif self.type == IP:
-            try:
-                val = str(ipaddress.ip_address(str(raw)))
-            except ValueError:
-                raise UsageError("invalid value %r for %s: not an IP address" % (raw, self.name)) from None
+            val = parse_ip(raw)
+            if val is None:
+                raise UsageError("invalid value %s for %s: not an IP address" % (show(raw), self.name))
         else:
-            if not isinstance(raw, str) or not raw or len(raw) >= 256:
-                raise UsageError("invalid value %r for %s: must be a string of 1-255 characters"
-                                 % (raw, self.name))
+            if not isinstance(raw, str) or not raw or len(raw) >= 256 or not raw.isprintable():
+                raise UsageError("invalid value %s for %s: must be printable text of 1-255 characters"
+                                 % (show(raw), self.name))
             val = raw
             if self.possible and val not in self.possible:
-                raise UsageError("invalid value %r for %s: must be one of %s" % (raw, self.name, ", ".join(self.possible)))
+                raise UsageError("invalid value %s for %s: must be one of %s"
+                                 % (show(raw), self.name, ", ".join(self.possible)))
         if self.check:
             err = self.check(val)
             if err:
-                raise UsageError("invalid value %r for %s: %s" % (raw, self.name, err))
+                raise UsageError("invalid value %s for %s: %s" % (show(raw), self.name, err))
         return val
+
+
+_NUMBER = re.compile(r"-?[0-9]{1,20}")  # a sign, so that -1 gets the range message
+
+
+def parse_ip(raw: object) -> str | None:
+    """The canonical text of an IP address given as text, else None.
+
+    A zone ("fe80::1%eth0") is refused: ipaddress keeps whatever follows
+    the '%', newlines included, and no underlay address needs one."""
+    if not isinstance(raw, str) or "%" in raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
 
 
 def _v4_compatible_or_6to4(ip: ipaddress._BaseAddress) -> bool:

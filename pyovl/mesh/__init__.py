@@ -14,18 +14,24 @@ keys.py (a pre-shared key per node pair), ike.py (strongSwan over vici),
 xfrm.py (the kernel's fail-closed fallback policies), firewall.py
 (nftables on the external interface); pyovl/control.py applies them in that
 order before any target points at an encrypted peer.
+
+parse_mesh() type-checks every value before using it as a key, a set
+member or a pattern's subject, and matches names whole (fullmatch: "$"
+would match before a final newline): any malformed section, or file, is
+one located UsageError.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
 
-from pyovl.errors import UsageError
+from pyovl.errors import UsageError, parse_json, read_file, show
 
-NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # fullmatch only
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # as config.IFNAME
+REKEY_RANGE = (2, 30 * 86400)  # ike.py needs 2 s; beyond 30 days is a typo, not a policy
 MESH_KEYS = {"self", "nodes", "keys", "ike", "external_device", "comment"}
 NODE_KEYS = {"pdc", "admin", "external"}
 IKE_KEYS = {"vici", "rekey_time", "repair_after"}
@@ -102,11 +108,19 @@ class Mesh:
                           for n in self.nodes.values()}}
 
 
+def _text(value: object) -> bool:
+    """Printable, non-empty text: what a name or a path in the inventory is."""
+    return isinstance(value, str) and value != "" and value.isprintable()
+
+
 def _addr(value: object, where: str) -> str:
     try:
-        ip = ipaddress.ip_address(value if isinstance(value, str) else "")
+        # '%': ipaddress keeps any zone text ("fe80::1%a\nb"); a node's address has none
+        if not isinstance(value, str) or "%" in value:
+            raise ValueError
+        ip = ipaddress.ip_address(value)
     except ValueError:
-        raise UsageError("%s: invalid address %r" % (where, value)) from None
+        raise UsageError("%s: invalid address %s" % (where, show(value))) from None
     if ip.is_unspecified or ip.is_multicast:
         raise UsageError("%s: %s cannot be a node's address" % (where, ip))
     return str(ip)
@@ -114,44 +128,48 @@ def _addr(value: object, where: str) -> str:
 
 def _duration(value: object, where: str) -> int:
     """Seconds, or a number with s/m/h (strongSwan's notation)."""
-    m = re.fullmatch(r"(\d+)([smh]?)", str(value))
-    if not m or int(m.group(1)) == 0:
-        raise UsageError("%s: invalid duration %r (e.g. 3600, 60m, 1h)" % (where, value))
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        secs = value
+    else:
+        # [0-9], not \d: int() would take other scripts' digits too
+        m = re.fullmatch(r"([0-9]{1,9})([smh]?)", value) if isinstance(value, str) else None
+        if not m:
+            raise UsageError("%s: invalid duration %s (e.g. 3600, 60m, 1h)" % (where, show(value)))
+        secs = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not REKEY_RANGE[0] <= secs <= REKEY_RANGE[1]:
+        raise UsageError("%s: invalid duration %s: must be %d seconds to %d days"
+                         % (where, show(value), REKEY_RANGE[0], REKEY_RANGE[1] // 86400))
+    return secs
 
 
 def parse_mesh(doc: object, where: str = "mesh") -> Mesh:
     """Validate a mesh section (a dict, or the path of a JSON file holding one)."""
     if isinstance(doc, str):
-        try:
-            with open(doc) as f:
-                doc = json.load(f)
-        except OSError as e:
-            raise UsageError("%s: %s: %s" % (where, doc, e.strerror)) from None
-        except json.JSONDecodeError as e:
-            raise UsageError("%s: invalid JSON at line %d column %d: %s" % (where, e.lineno, e.colno, e.msg)) from None
+        at = "%s: %s" % (where, doc)
+        doc = parse_json(read_file(doc, UsageError, at)[0], at)
     if not isinstance(doc, dict):
         raise UsageError("%s: must be an object (or the path of a JSON file with one)" % where)
     extra = sorted(set(doc) - MESH_KEYS)
     if extra:
-        raise UsageError("%s: unknown key %r (known: %s)" % (where, extra[0], ", ".join(sorted(MESH_KEYS))))
+        raise UsageError("%s: unknown key %s (known: %s)" % (where, show(extra[0]), ", ".join(sorted(MESH_KEYS))))
     nodes_doc = doc.get("nodes")
     if not isinstance(nodes_doc, dict) or not nodes_doc:
         raise UsageError("%s.nodes: an object of node name -> {pdc, admin, external}" % where)
     nodes: dict[str, Node] = {}
     owner: dict[str, str] = {}
     for name, nd in nodes_doc.items():
+        if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+            raise UsageError("%s.nodes: invalid node name %s: 1-32 lowercase letters, digits or '-'"
+                             % (where, show(name)))
         w = "%s.nodes.%s" % (where, name)
-        if not NODE_NAME.match(name):
-            raise UsageError("%s: a node name is 1-32 lowercase letters, digits or '-'" % w)
         if not isinstance(nd, dict):
             raise UsageError("%s: must be an object with pdc, admin, external" % w)
         bad = sorted(set(nd) - NODE_KEYS) or sorted(NODE_KEYS - set(nd))
         if bad:
-            raise UsageError("%s: %s key %r (a node has pdc, admin, external)"
-                             % (w, "unknown" if bad[0] in nd else "missing", bad[0]))
-        if not isinstance(nd["pdc"], str) or not nd["pdc"]:
-            raise UsageError("%s.pdc: the name of the node's physical data centre" % w)
+            raise UsageError("%s: %s key %s (a node has pdc, admin, external)"
+                             % (w, "unknown" if bad[0] in nd else "missing", show(bad[0])))
+        if not _text(nd["pdc"]) or len(nd["pdc"]) > 64:
+            raise UsageError("%s.pdc: the name of the node's physical data centre (1-64 printable characters)" % w)
         node = Node(name, nd["pdc"], _addr(nd["admin"], w + ".admin"), _addr(nd["external"], w + ".external"))
         for a in set(node.addresses()):
             if a in owner:
@@ -159,29 +177,29 @@ def parse_mesh(doc: object, where: str = "mesh") -> Mesh:
             owner[a] = name
         nodes[name] = node
     me = doc.get("self")
-    if me not in nodes:
-        raise UsageError("%s.self: %r is not one of the nodes (%s)" % (where, me, ", ".join(sorted(nodes))))
+    if not isinstance(me, str) or me not in nodes:  # a list or an object is unhashable: check first
+        raise UsageError("%s.self: %s is not one of the nodes (%s)" % (where, show(me), ", ".join(sorted(nodes))))
     fam = ipaddress.ip_address(nodes[me].external).version
     for n in nodes.values():
         if n.pdc != nodes[me].pdc and ipaddress.ip_address(n.external).version != fam:
             raise UsageError("%s.nodes.%s.external: IPv%d, but this node's external address is IPv%d"
                              % (where, n.name, 6 if fam == 4 else 4, fam))
     keys = doc.get("keys")
-    if keys is not None and (not isinstance(keys, str) or not keys.startswith("/")):
+    if keys is not None and (not _text(keys) or not keys.startswith("/")):
         raise UsageError("%s.keys: the absolute path of this node's key file (pyovl mesh keygen)" % where)
     ike = doc.get("ike", {})
     if not isinstance(ike, dict) or set(ike) - IKE_KEYS:
         raise UsageError("%s.ike: an object with %s" % (where, ", ".join(sorted(IKE_KEYS))))
     vici = ike.get("vici")
-    if vici is not None and (not isinstance(vici, str) or not vici.startswith(("unix://", "tcp://"))):
+    if vici is not None and (not _text(vici) or not vici.startswith(("unix://", "tcp://"))):
         raise UsageError("%s.ike.vici: a vici URI such as %s (omit it for a charon run by pyovl)"
                          % (where, DEFAULT_VICI))
     rekey = _duration(ike.get("rekey_time", 3600), where + ".ike.rekey_time")
     repair = ike.get("repair_after", 3.0)
-    if not isinstance(repair, (int, float)) or not 0.5 <= repair <= 3600:
+    if isinstance(repair, bool) or not isinstance(repair, (int, float)) or not 0.5 <= repair <= 3600:
         raise UsageError("%s.ike.repair_after: seconds (0.5-3600)" % where)
     dev = doc.get("external_device")
-    if dev is not None and (not isinstance(dev, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", dev)):
+    if dev is not None and (not isinstance(dev, str) or not IFNAME.fullmatch(dev) or dev.strip(".") == ""):
         raise UsageError("%s.external_device: an interface name" % where)
     m = Mesh(me, nodes, keys, vici, rekey, float(repair), dev)
     if m.encrypted_peers() and keys is None:

@@ -39,11 +39,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from pyovl.errors import UsageError
+from pyovl.errors import BadJson, UsageError, decode_json, show
 
 VERSION = 1
 KEY_BYTES = 32
-NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # fullmatch only: "$" matches before a final newline
+MAX_KEY_FILE = 1 << 20  # a file for thousands of pairs is a few hundred KiB
 FILE_SUFFIX = ".json"
 
 
@@ -95,7 +96,7 @@ def pair_id(a: str, b: str) -> str:
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not NODE_NAME.match(name):
+    if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
         raise UsageError("invalid node name %r: 1-32 lowercase letters, digits or '-'" % (name,))
     return name
 
@@ -132,25 +133,26 @@ def _decode(pid: str, value: object, where: str) -> bytes:
     return raw
 
 
-def _parse(text: str, where: str) -> dict[str, bytes]:
-    """Validate a key file's JSON; pair id -> key bytes."""
+def _parse(data: bytes, where: str) -> dict[str, bytes]:
+    """Validate a key file's bytes (UTF-8 JSON); pair id -> key bytes."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError("%s: not valid JSON (line %d column %d); regenerate it with pyovl's key "
-                         "generation" % (where, e.lineno, e.colno)) from None
+        doc = decode_json(data)
+    except BadJson as e:
+        raise UsageError("%s: not valid JSON (%s); regenerate it with pyovl's key generation"
+                         % (where, e.detail)) from None
     if not isinstance(doc, dict) or set(doc) != {"version", "pairs"}:
         raise UsageError('%s: expected {"version": 1, "pairs": {...}}' % where)
-    if doc["version"] != VERSION:
-        raise UsageError("%s: key file version %r, this pyovl reads version %d" % (where, doc["version"], VERSION))
+    if isinstance(doc["version"], bool) or doc["version"] != VERSION:
+        raise UsageError("%s: key file version %s, this pyovl reads version %d"
+                         % (where, show(doc["version"]), VERSION))
     pairs = doc["pairs"]
     if not isinstance(pairs, dict):
         raise UsageError('%s: "pairs" must be an object of "a+b": "<base64 key>"' % where)
     out = {}
     for pid, value in pairs.items():
         parts = pid.split("+")
-        if len(parts) != 2 or parts[0] >= parts[1] or not all(NODE_NAME.match(p) for p in parts):
-            raise UsageError("%s: invalid pair id %r (two node names, sorted, joined by '+')" % (where, pid))
+        if len(parts) != 2 or parts[0] >= parts[1] or not all(NODE_NAME.fullmatch(p) for p in parts):
+            raise UsageError("%s: invalid pair id %s (two node names, sorted, joined by '+')" % (where, show(pid)))
         out[pid] = _decode(pid, value, where)
     return out
 
@@ -202,13 +204,22 @@ def _prepare_dir(directory: str) -> None:
 
 def _read_existing(path: str) -> dict[str, bytes] | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang us
     except FileNotFoundError:
         return None
     except OSError as e:
         raise UsageError("cannot read %s: %s" % (path, e.strerror)) from None
-    with os.fdopen(fd) as f:
-        return _parse(f.read(), path)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise UsageError("%s is not a regular file" % path)
+        return _parse(_read_capped(f, path), path)
+
+
+def _read_capped(f, path: str) -> bytes:
+    data = f.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise UsageError("key file %s is larger than %d KiB: it is not a key file" % (path, MAX_KEY_FILE >> 10))
+    return data
 
 
 def generate(inventory_nodes: Iterable[object], directory: str) -> GenerateResult:
@@ -235,7 +246,7 @@ def _generate_locked(want: dict[str, set[str]], directory: str) -> GenerateResul
     stale_files = []
     for fname in sorted(os.listdir(directory)):
         node, ext = fname[: -len(FILE_SUFFIX)], fname[-len(FILE_SUFFIX):]
-        if ext != FILE_SUFFIX or not NODE_NAME.match(node):
+        if ext != FILE_SUFFIX or not NODE_NAME.fullmatch(node):
             continue
         pairs = _read_existing(os.path.join(directory, fname))
         if pairs is None:
@@ -281,12 +292,15 @@ def load(path: str, self_name: str, peers: Iterable[object], *, require_root: bo
     """
     me = _check_name(self_name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO must not block open() before the regular-file check below
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UsageError("key file %s is a symbolic link; point the mesh at the file itself" % path) from None
         raise UsageError("cannot read key file %s: %s" % (path, e.strerror)) from None
-    with os.fdopen(fd) as f:
+    except ValueError:  # a NUL, or a lone surrogate, in the path
+        raise UsageError("cannot read key file %s: invalid path" % show(path)) from None
+    with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise UsageError("key file %s is not a regular file" % path)
@@ -296,7 +310,7 @@ def load(path: str, self_name: str, peers: Iterable[object], *, require_root: bo
         if st.st_mode & 0o077:
             raise UsageError("key file %s is open to group/other (mode %04o); run: chmod 600 %s"
                              % (path, stat.S_IMODE(st.st_mode), path))
-        pairs = _parse(f.read(), path)
+        pairs = _parse(_read_capped(f, path), path)
     for pid in pairs:
         if me not in pid.split("+"):
             raise UsageError("key file %s holds pair %s, which is not node %s's: is it another node's file?"
