@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from pyovl import values
 from pyovl.errors import UsageError, show
 
 UINT, IP, STRING = "uint", "ip", "string"
@@ -76,16 +77,9 @@ _NUMBER = re.compile(r"-?[0-9]{1,20}")  # a sign, so that -1 gets the range mess
 
 
 def parse_ip(raw: object) -> str | None:
-    """The canonical text of an IP address given as text, else None.
-
-    A zone ("fe80::1%eth0") is refused: ipaddress keeps whatever follows
-    the '%', newlines included, and no underlay address needs one."""
-    if not isinstance(raw, str) or "%" in raw:
-        return None
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
+    """The canonical text of an IP address given as text, else None (a zone
+    such as "fe80::1%eth0" too: no underlay address needs one)."""
+    return values.canonical_ip(raw)
 
 
 def _v4_compatible_or_6to4(ip: ipaddress._BaseAddress) -> bool:
@@ -95,7 +89,7 @@ def _v4_compatible_or_6to4(ip: ipaddress._BaseAddress) -> bool:
 
 
 def check_listen_ip(val: str) -> str | None:
-    ip = ipaddress.ip_address(val)
+    ip = values.ip(val)
     if _v4_compatible_or_6to4(ip):
         return "IPv4-compatible and 6to4 addresses are not allowed"
     if ip.is_multicast or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_multicast):
@@ -104,7 +98,7 @@ def check_listen_ip(val: str) -> str | None:
 
 
 def check_dest_ip(val: str) -> str | None:
-    ip = ipaddress.ip_address(val)
+    ip = values.ip(val)
     if ip.is_unspecified:
         return "a destination cannot be unspecified"
     if ip.is_multicast:

@@ -40,11 +40,17 @@ def write_json_atomic(path: str, obj: object, pretty: bool = True) -> None:
 
 
 def read_json(path: str, default: dict) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
+    """A state file, or default when there is none. A damaged one (not
+    JSON, not an object) is a StateError naming it, never a traceback."""
+    from pyovl.errors import StateError  # noqa: PLC0415
+    from pyovl.inputs import parse_json, read_file  # noqa: PLC0415
+
+    if not os.path.lexists(path):
         return default
+    doc = parse_json(read_file(path, StateError)[0], path, StateError)
+    if not isinstance(doc, dict):
+        raise StateError("%s: damaged (not a JSON object): remove it, then run 'pyovl up' again" % path)
+    return doc
 
 
 def remove(path: str) -> None:

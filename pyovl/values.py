@@ -10,36 +10,52 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 
-from pyovl.errors import UsageError
+from pyovl.errors import UsageError, show
 
 MAX_VNI = 0xFFFFFF
+_DIGITS = re.compile(r"[0-9]{1,5}")  # int() alone takes " 9", "9_1" and non-ASCII digits
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @functools.lru_cache(maxsize=4096)
 def _ip(text: str) -> IPAddress:
+    if "%" in text:  # a zone: ipaddress keeps whatever follows '%', newlines included
+        raise ValueError(text)
     return ipaddress.ip_address(text)
 
 
-def ip(value: object, what: str = "address") -> IPAddress:
-    if not isinstance(value, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        raise UsageError("invalid %s: %r" % (what, value))
+def canonical_ip(value: object) -> str | None:
+    """The canonical text of an IP address given as text, else None."""
+    if not isinstance(value, str):
+        return None
     try:
-        return _ip(str(value))
+        return str(_ip(value))
     except ValueError:
-        raise UsageError("invalid %s: %s" % (what, value)) from None  # PyovlError keeps it one line
+        return None
+
+
+def ip(value: object, what: str = "address") -> IPAddress:
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return value
+    try:
+        if isinstance(value, str):
+            return _ip(value)
+    except ValueError:
+        pass
+    raise UsageError("invalid %s: %s" % (what, value if isinstance(value, str) else show(value)))
 
 
 def port(value: object, what: str = "port") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise UsageError("%s %r out of range (1-65535)" % (what, value))
+        raise UsageError("%s %s out of range (1-65535)" % (what, show(value)))
     return value
 
 
 def vni(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VNI:
-        raise UsageError("vnetid %r out of range (0-%d)" % (value, MAX_VNI))
+        raise UsageError("vnetid %s out of range (0-%d)" % (show(value), MAX_VNI))
     return value
 
 
@@ -48,11 +64,11 @@ def mac(value: object, unicast: bool = True) -> bytes:
     from pyovl.bpf.abi import mac_bytes  # noqa: PLC0415 - abi imports ctypes structures
 
     try:
-        raw = mac_bytes(value) if isinstance(value, str) else None
+        raw = mac_bytes(value)
     except ValueError:
         raw = None
     if raw is None:
-        raise UsageError("invalid MAC address: %s" % (value,))
+        raise UsageError("invalid MAC address: %s" % (value if isinstance(value, str) else show(value)))
     if unicast and raw[0] & 1:
         raise UsageError("MAC address %s is multicast; a VNIC needs a unicast MAC" % value)
     return raw
@@ -60,15 +76,11 @@ def mac(value: object, unicast: bool = True) -> bytes:
 
 def hostport(value: object, what: str = "destination") -> tuple[str, int]:
     """IP:PORT or [IPv6]:PORT -> (canonical ip, port)."""
-    if not isinstance(value, str):
-        raise UsageError("invalid %s %r: use IP:PORT" % (what, value))
-    host, sep, p = value.rpartition(":")
+    host, sep, p = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        addr = str(_ip(host))
-        num = int(p, 10)
-    except ValueError:
-        raise UsageError("invalid %s %r: use IP:PORT (IPv6: [IP]:PORT)" % (what, value)) from None
-    if not sep or not 1 <= num <= 65535:
-        raise UsageError("invalid %s %r: the port must be 1-65535" % (what, value))
-    return addr, num
+    addr = canonical_ip(host)
+    if not sep or addr is None or not _DIGITS.fullmatch(p):
+        raise UsageError("invalid %s %s: use IP:PORT (IPv6: [IP]:PORT)" % (what, show(value)))
+    if not 1 <= int(p) <= 65535:
+        raise UsageError("invalid %s %s: the port must be 1-65535" % (what, show(value)))
+    return addr, int(p)

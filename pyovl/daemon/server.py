@@ -49,6 +49,7 @@ from pyovl.daemon.client import pid_path, socket_path
 from pyovl.engine import declare, targets
 from pyovl.engine.engine import Engine, lock_fd
 from pyovl.errors import PyovlError, UsageError
+from pyovl.inputs import BadJson, decode_json
 from pyovl.lookup import proxy, registry
 from pyovl.lookup.plugin import Destination, PluginError
 from pyovl.metrics import DaemonMetrics, DatapathCollector
@@ -60,6 +61,7 @@ MESH_CHECK_S = 1.0  # how often the kernel's SAs are read
 REPAIR_MAX_S = 60.0  # the longest wait between two repairs of one peer
 TIDY_S = 30.0  # how often duplicate IKE_SAs are looked for
 SWITCH_INTERVAL_S = 0.0005  # see Daemon._serve
+MAX_REQUEST = 1 << 20  # bytes of one control-socket request
 # ethertype -> (parse the question, plugin method, build the answer, metric name)
 PROXIES = {proxy.ETH_P_ARP: (proxy.parse_arp_request, "arp", proxy.build_arp_reply, "arp"),
            proxy.ETH_P_IPV6: (proxy.parse_ns, "ndp", proxy.build_na, "ndp")}
@@ -542,11 +544,11 @@ class Daemon:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                line = self.rfile.readline()
+                line = self.rfile.readline(MAX_REQUEST)
                 try:
-                    reply = daemon.handle_request(json.loads(line))
-                except ValueError:
-                    reply = {"ok": False, "error": "malformed request", "exit": 2}
+                    reply = daemon.handle_request(decode_json(line))
+                except BadJson as e:
+                    reply = {"ok": False, "error": "malformed request: %s" % e, "exit": 2}
                 except PyovlError as e:
                     reply = {"ok": False, "error": str(e), "exit": e.exit_code}
                 except Exception as e:  # noqa: BLE001 - reported to the caller, daemon goes on

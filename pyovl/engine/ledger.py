@@ -22,6 +22,8 @@ import json
 import os
 
 from pyovl.engine.declare import Declaration, OverlayDecl, VnicDecl
+from pyovl.errors import StateError
+from pyovl.inputs import BadJson, decode_json
 from pyovl.state import read_json, remove, run_root
 
 KINDS = ("overlays", "vnics")
@@ -114,12 +116,16 @@ def _encode(rec: dict):
 
 def _journal_lines(path: str):
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             for line in f:
                 try:
-                    yield json.loads(line)
-                except ValueError:
+                    entry = decode_json(line)
+                except BadJson:
                     return  # a line cut short by the crash: what follows never happened
+                if not isinstance(entry, dict) or entry.get("op") not in ("set", "del") \
+                        or entry.get("kind") not in KINDS + ("top",):
+                    raise StateError("%s: damaged: remove it, then run 'pyovl up' again" % path)
+                yield entry
     except FileNotFoundError:
         return
 

@@ -27,7 +27,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from pyovl.errors import UsageError, parse_json, read_file, show
+from pyovl.errors import UsageError, show
+from pyovl.inputs import parse_json, read_file
 
 NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # fullmatch only
 IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # as config.IFNAME

@@ -39,7 +39,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from pyovl.errors import BadJson, UsageError, decode_json, show
+from pyovl.errors import UsageError, show
+from pyovl.inputs import BadJson, decode_json
 
 VERSION = 1
 KEY_BYTES = 32

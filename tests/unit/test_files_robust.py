@@ -7,7 +7,7 @@ check_reload() raise PluginError with a one-line reason and nothing else,
 and never block. Each call runs under a timeout guard, so a blocking open()
 or read() fails the test instead of hanging the run. An unchanged broken
 file is not read again, and the old table stays in use. The overlay.json
-and key-file readers share the non-blocking read (errors.read_file); their
+and key-file readers share the non-blocking read (inputs.read_file); their
 FIFO cases are here too, for the guard.
 """
 
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from pyovl import config, errors
+from pyovl import config, inputs
 from pyovl.errors import UsageError
 from pyovl.lookup.plugin import Destination, PluginError
 from pyovl.lookup.plugins import files as files_mod
@@ -135,7 +135,7 @@ def test_open_refused(tmp_path, monkeypatch):
     def refuse(*a, **kw):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(errors.os, "open", refuse)
+    monkeypatch.setattr(inputs.os, "open", refuse)
     fails_quickly(path, "t.json: Permission denied")
 
 
@@ -215,14 +215,14 @@ def test_chmod_retries_a_failed_read(tmp_path, monkeypatch):
     path = tmp_path / "t.json"
     path.write_text(json.dumps(GOOD))
     p = plugin(path)
-    real_open = errors.os.open
+    real_open = inputs.os.open
     def refuse(*a, **kw):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(errors.os, "open", refuse)
+    monkeypatch.setattr(inputs.os, "open", refuse)
     with pytest.raises(PluginError, match="Permission denied"):
         p.start()
-    monkeypatch.setattr(errors.os, "open", real_open)
+    monkeypatch.setattr(inputs.os, "open", real_open)
     with pytest.raises(PluginError, match="Permission denied"):
         p.start()  # same signature: the cached reason
     path.chmod(0o644)  # ctime moves

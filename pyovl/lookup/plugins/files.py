@@ -18,7 +18,7 @@ thread every 0.2 s): any broken file (missing, unreadable, a FIFO, device or
 directory, a symlink loop, over 64 MiB, not UTF-8, bad JSON, nested too
 deeply, a number too long) is one PluginError with a one-line reason and
 never another exception; nothing blocks (a non-regular file is refused
-before it is opened, and opened O_NONBLOCK; see errors.read_file). A broken
+before it is opened, and opened O_NONBLOCK; see inputs.read_file). A broken
 file is read once per (mtime, size, inode, ctime): while that stays the
 same, the same reason is raised again without reading the file (ctime, so
 that a chmod making an unreadable file readable is noticed).
@@ -31,13 +31,12 @@ import os
 import re
 
 from pyovl.bpf.abi import mac_bytes, mac_str
-from pyovl.errors import parse_json, read_file, show
+from pyovl.errors import show
+from pyovl.inputs import parse_json, read_file
 from pyovl.lookup.plugin import Destination, Drop, LookupPlugin, PluginError
 from pyovl.props import STRING, PropSpec, check_abs_path
 
 MAX_BYTES = 64 << 20  # 100k entries take about 8 MiB
-# mac_bytes() alone takes " 2" or "+2" (int() does): the text must be hex digits
-MAC_TEXT = re.compile(r"[0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}){5}")
 CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")  # most keys: nothing to convert
 
 
@@ -46,9 +45,10 @@ def _norm_mac(text: object) -> str | None:
         return None
     if CANONICAL_MAC.fullmatch(text):
         return text
-    if not MAC_TEXT.fullmatch(text):
+    try:
+        return mac_str(mac_bytes(text))
+    except ValueError:
         return None
-    return mac_str(mac_bytes(text))
 
 
 def _ip(text: object, version: int | None = None) -> str | None:
