@@ -580,7 +580,7 @@ def mesh_keygen(inv, directory):
     pairs keep their keys; pairs of removed nodes go. Keys are never printed:
     copy each node's file to it (its mesh.keys path)."""
     from pyovl.config import load_file  # noqa: PLC0415
-    from pyovl.errors import parse_json, read_file  # noqa: PLC0415
+    from pyovl.inputs import parse_json, read_file  # noqa: PLC0415
     from pyovl.mesh import keys, parse_mesh  # noqa: PLC0415
 
     doc = parse_json(read_file(inv)[0], inv)  # any unreadable or malformed file: one UsageError
@@ -787,6 +787,11 @@ def dp_teardown(ctx):
 
 def main() -> None:
     """Entry point: every error, click's usage errors included, is one line."""
+    import logging  # noqa: PLC0415
+
+    # Library logs are for the daemon's log file (serve configures that);
+    # a command says what went wrong in its one error line, nothing else.
+    logging.getLogger("pyovl").addHandler(logging.NullHandler())
     try:
         cli.main(prog_name="pyovl", standalone_mode=False)
     except click.exceptions.Exit as e:
