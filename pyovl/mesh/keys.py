@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import fcntl
 import hmac
 import json
@@ -40,7 +39,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from pyovl.errors import UsageError, show
-from pyovl.inputs import BadJson, decode_json
+from pyovl.inputs import BadJson, decode_json, read_file
 
 VERSION = 1
 KEY_BYTES = 32
@@ -204,23 +203,12 @@ def _prepare_dir(directory: str) -> None:
 
 
 def _read_existing(path: str) -> dict[str, bytes] | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang us
-    except FileNotFoundError:
+    """The pairs in an existing node file (keygen extends it), None if none."""
+    if not os.path.lexists(path):
         return None
-    except OSError as e:
-        raise UsageError("cannot read %s: %s" % (path, e.strerror)) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise UsageError("%s is not a regular file" % path)
-        return _parse(_read_capped(f, path), path)
-
-
-def _read_capped(f, path: str) -> bytes:
-    data = f.read(MAX_KEY_FILE + 1)
-    if len(data) > MAX_KEY_FILE:
-        raise UsageError("key file %s is larger than %d KiB: it is not a key file" % (path, MAX_KEY_FILE >> 10))
-    return data
+    if os.path.islink(path):
+        raise UsageError("%s is a symbolic link; key files are never reached through one" % path)
+    return _parse(read_file(path, UsageError, limit=MAX_KEY_FILE)[0], path)
 
 
 def generate(inventory_nodes: Iterable[object], directory: str) -> GenerateResult:
@@ -293,25 +281,19 @@ def load(path: str, self_name: str, peers: Iterable[object], *, require_root: bo
     """
     me = _check_name(self_name)
     try:
-        # O_NONBLOCK: a FIFO must not block open() before the regular-file check below
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise UsageError("key file %s is a symbolic link; point the mesh at the file itself" % path) from None
-        raise UsageError("cannot read key file %s: %s" % (path, e.strerror)) from None
-    except ValueError:  # a NUL, or a lone surrogate, in the path
+        if os.path.islink(path):  # a key file is never reached through a link someone else may redirect
+            raise UsageError("key file %s is a symbolic link; point the mesh at the file itself" % path)
+    except (TypeError, ValueError):
         raise UsageError("cannot read key file %s: invalid path" % show(path)) from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError("key file %s is not a regular file" % path)
-        if require_root and st.st_uid != 0:
-            raise UsageError("key file %s is owned by uid %d, not root; run: chown root:root %s"
-                             % (path, st.st_uid, path))
-        if st.st_mode & 0o077:
-            raise UsageError("key file %s is open to group/other (mode %04o); run: chmod 600 %s"
-                             % (path, stat.S_IMODE(st.st_mode), path))
-        pairs = _parse(_read_capped(f, path), path)
+    # regular files only (a directory, FIFO or device is refused before it is opened), never blocking
+    data, st = read_file(path, UsageError, where="cannot read key file %s" % path, limit=MAX_KEY_FILE)
+    if require_root and st.st_uid != 0:
+        raise UsageError("key file %s is owned by uid %d, not root; run: chown root:root %s"
+                         % (path, st.st_uid, path))
+    if st.st_mode & 0o077:
+        raise UsageError("key file %s is open to group/other (mode %04o); run: chmod 600 %s"
+                         % (path, stat.S_IMODE(st.st_mode), path))
+    pairs = _parse(data, path)
     for pid in pairs:
         if me not in pid.split("+"):
             raise UsageError("key file %s holds pair %s, which is not node %s's: is it another node's file?"
