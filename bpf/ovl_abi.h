@@ -3,7 +3,7 @@
  * ovl_abi.h - THE map ABI shared by the BPF programs and pyovl (Python).
  *
  * Everything userspace reads or writes is declared here: map names and sizes,
- * key and value layouts, drop reasons, counter slots. pyovl/bpf/abi.py mirrors
+ * key and value layouts, drop reasons, counter slots. pyovl/dataplane/abi.py mirrors
  * it with ctypes and tests/unit/test_abi_sync.py parses this file to prove the
  * two agree. When you change anything below, bump OVL_ABI_VERSION: pins live
  * under /sys/fs/bpf/pyovl/v<OVL_ABI_VERSION>/ and the loader refuses pinned

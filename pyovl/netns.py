@@ -13,7 +13,7 @@ Contract:
   exists(name), names()  named network namespaces (a leftover file in
                       /run/netns that is not a netns bind mount is not one).
   enter(name), inside(name)  setns into a named netns (net only).
-  bpffs_root(), pin_dir(instance)  where this instance's pins live:
+  bpffs_root()           where bpffs is (dataplane.loader.pin_dir builds on it):
                       <bpffs>/pyovl/v<ABI>/<instance>/.
 
 Why join the host's mount namespace. `ip netns exec H cmd` unshares the
@@ -73,7 +73,6 @@ import errno
 import logging
 import os
 
-from pyovl.bpf.abi import ABI_VERSION
 from pyovl.errors import KernelError, UsageError
 
 NETNS_RUN_DIR = "/run/netns"
@@ -437,5 +436,19 @@ def bpffs_root() -> str:
     return "/sys/fs/bpf"
 
 
-def pin_dir(instance: str) -> str:
-    return os.path.join(bpffs_root(), "pyovl", "v%d" % ABI_VERSION, instance)
+SO_NETNS_COOKIE = 71  # Linux 5.14+
+
+
+def cookie() -> int | None:
+    """This process's network namespace's cookie: unique for the life of the
+    kernel and never reused, unlike the namespace's inode number (None on a
+    kernel without SO_NETNS_COOKIE)."""
+    import socket  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sk:
+        try:
+            return struct.unpack("=Q", sk.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        except OSError:
+            return None
+

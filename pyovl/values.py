@@ -1,6 +1,6 @@
 """The value types pyovl takes from operators, each parsed in one place.
 
-ip(), port(), vni(), mac() and hostport() turn text or JSON values into
+ip(), port(), vni(), mac() (mac_bytes() underneath) and hostport() turn text or JSON values into
 checked values or raise a one-line UsageError naming what was wrong. IP
 parsing is cached: 10k overlays name the same few addresses over and over,
 and ipaddress is slow (it was a third of `up` at 10k overlays).
@@ -59,10 +59,21 @@ def vni(value: object) -> int:
     return value
 
 
-def mac(value: object, unicast: bool = True) -> bytes:
-    """'02:08:20:00:00:01' (any of the usual spellings) -> 6 bytes."""
-    from pyovl.bpf.abi import mac_bytes  # noqa: PLC0415 - abi imports ctypes structures
+MAC_TEXT = re.compile(r"[0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}){5}")
 
+
+def mac_bytes(text: str) -> bytes:
+    """'2:0:0:0:0:A' or '02-00-00-00-00-0a' -> 6 bytes; ValueError if not a
+    MAC. Strict on purpose: int(x, 16) alone would take ' 2', '+2' and
+    non-ASCII digits."""
+    if not isinstance(text, str) or not MAC_TEXT.fullmatch(text):
+        raise ValueError("not a MAC address")
+    return bytes(int(p, 16) for p in text.replace("-", ":").split(":"))
+
+
+def mac(value: object, unicast: bool = True) -> bytes:
+    """'02:08:20:00:00:01' (any of the usual spellings) -> 6 bytes, or a
+    one-line UsageError."""
     try:
         raw = mac_bytes(value)
     except ValueError:

@@ -9,7 +9,7 @@ Fixtures (Name / Scope / Depends):
   prefix      / session / -           unique name prefix for this run
   leak_check  / session / prefix      after the run, fails if any namespace,
                                       pin dir or state dir of ours is left
-  topo        / function / prefix     a pyovl.topo.Topo, destroyed afterwards
+  topo        / function / prefix     a pyovl.tools.topo.Topo, destroyed afterwards
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _leftovers(pfx: str) -> list[str]:
     left = []
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     left += ["netns " + line.split()[0] for line in out.splitlines() if line.startswith(pfx)]
-    from pyovl.netns import pin_dir
+    from pyovl.dataplane.loader import pin_dir
 
     for root in (os.path.dirname(pin_dir("x")), "/run/pyovl"):
         if os.path.isdir(root):
@@ -71,7 +71,7 @@ def leak_check():
     yield
     if os.geteuid() != 0:
         return
-    from pyovl.topo import sweep
+    from pyovl.tools.topo import sweep
 
     left = _leftovers(PREFIX)
     sweep(PREFIX)
@@ -80,7 +80,7 @@ def leak_check():
 
 @pytest.fixture
 def topo(request):
-    from pyovl.topo import Topo
+    from pyovl.tools.topo import Topo
 
     t = Topo("%s%s" % (PREFIX, uuid.uuid4().hex[:3]))
     try:

@@ -2,10 +2,12 @@
 
 Protocol (version PROTOCOL, one object per line over
 <run root>/<instance>/daemon.sock, mode 0600):
-  request  {"v": 1, "op": "status" | "submit" | "modify" | "dp" | "stop", ...}
+  request  {"v": 1, "netns": <cookie>, "op": "status" | "submit" | "modify" | "dp" | "stop", ...}
   reply    {"ok": true, ...} or {"ok": false, "error": "<one line>", "exit": N}
 The error's exit code travels with it, so a refusal by the daemon exits the
-CLI with the same code as if the CLI had run the engine itself.
+CLI with the same code as if the CLI had run the engine itself. "netns" is
+the caller's namespace cookie: a daemon left serving a namespace that was
+deleted, its name given to a new one, refuses to act for the new one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import socket
 import time
 
+from pyovl import netns
 from pyovl.errors import PyovlError
 from pyovl.state import run_root
 
@@ -56,7 +59,7 @@ def request(instance: str, req: dict, timeout: float = 30.0) -> dict | None:
         s.close()
         return None  # a stale socket: the daemon died
     try:
-        s.sendall(json.dumps(dict(req, v=PROTOCOL)).encode() + b"\n")
+        s.sendall(json.dumps(dict(req, v=PROTOCOL, netns=netns.cookie())).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)

@@ -42,17 +42,19 @@ import time
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from pyovl.bpf import abi
-from pyovl.bpf.ringbuf import RingBuffer
-from pyovl.config import OverlaySpec, check_hostport
+from pyovl.dataplane import abi
+from pyovl.dataplane.ringbuf import RingBuffer
+from pyovl.config.load import check_hostport
+from pyovl.config.specs import OverlaySpec
 from pyovl.daemon.client import pid_path, socket_path
 from pyovl.engine import declare, targets
 from pyovl.engine.engine import Engine, lock_fd
-from pyovl.errors import PyovlError, UsageError
+from pyovl import netns
+from pyovl.errors import PyovlError, StateError, UsageError
 from pyovl.inputs import BadJson, decode_json
 from pyovl.lookup import proxy, registry
 from pyovl.lookup.plugin import Destination, PluginError
-from pyovl.metrics import DaemonMetrics, DatapathCollector
+from pyovl.daemon.metrics import DaemonMetrics, DatapathCollector
 
 log = logging.getLogger("pyovl.daemon")
 DROP_TTL_S = 10.0
@@ -103,6 +105,8 @@ class Daemon:
         self.lock = threading.RLock()  # map writes and plugin calls
         self.submit_lock = threading.Lock()  # one change at a time; self.lock is taken per action
         self.lock_fd = lock
+        self.netns_cookie = netns.cookie()
+        self._http = None  # the metrics server
         self.stop_event = threading.Event()
         self.by_name: dict[str, Instance] = {}
         self.by_vni: dict[int, Instance] = {}
@@ -501,13 +505,23 @@ class Daemon:
     # -- control socket ------------------------------------------------------
     def handle_request(self, req: dict) -> dict:
         op = req.get("op") if isinstance(req, dict) else None
+        if op not in (None, "status", "stop") and req.get("netns") not in (None, self.netns_cookie):
+            raise StateError("the pyovl daemon of instance %s (pid %d) serves a network namespace that is gone "
+                             "(its name was given to a new one): stop it (kill %d), then run the command again"
+                             % (self.instance, os.getpid(), os.getpid()))
         if op == "submit":  # the engine takes self.lock per action, not for the whole change
             change = declare.from_wire(req.get("change"))
+            metrics = None
+            if isinstance(change, declare.UpFile):
+                metrics = change.config().metrics
+                if metrics != self.metrics_addr:
+                    check_bindable(metrics)  # before anything changes
             with self.submit_lock:
                 try:
                     done = self.engine.submit(change, hold=lambda: self.lock)
                 finally:
                     self.sync_instances()
+                self.move_metrics(metrics)
             if isinstance(change, declare.Down):
                 self.stop_event.set()
             return {"ok": True, "done": done}
@@ -562,6 +576,30 @@ class Daemon:
         threading.Thread(target=srv.serve_forever, name="control", daemon=True).start()
         return srv
 
+    # -- metrics server ---------------------------------------------------------
+    def _serve_metrics(self, addr: str):
+        host, _, port = addr.rpartition(":")
+        try:
+            return start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        except OSError as e:
+            raise PyovlError("cannot serve metrics on %s: %s" % (addr, e.strerror)) from None
+
+    def _stop_metrics(self) -> None:
+        if isinstance(self._http, tuple):  # (server, thread) from prometheus_client >= 0.20
+            self._http[0].shutdown()
+            self._http[0].server_close()
+        self._http = None
+
+    def move_metrics(self, addr: str | None) -> None:
+        """A file's daemon.metrics changed while serving: serve there now
+        (checked bindable before the change was applied)."""
+        if not addr or addr == self.metrics_addr:
+            return
+        self._stop_metrics()
+        self._http = self._serve_metrics(addr)
+        log.info("metrics moved from %s to %s", self.metrics_addr, addr)
+        self.metrics_addr = addr
+
     # -- life ----------------------------------------------------------------
     def serve(self, ready=None) -> None:
         """Run until SIGTERM/SIGINT (or a stop request). ready() is called
@@ -587,11 +625,7 @@ class Daemon:
         self.ring.drain()  # events from before this daemon: their frames are stale
         self.dp.maps.pending.clear()  # so misses are reported again, to us
         self.sync_instances()
-        host, _, port = self.metrics_addr.rpartition(":")
-        try:
-            http = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
-        except OSError as e:
-            raise PyovlError("cannot serve metrics on %s: %s" % (self.metrics_addr, e.strerror)) from None
+        self._http = self._serve_metrics(self.metrics_addr)
         ctl_srv = self._serve_socket()
         with open(pid_path(self.instance) + ".tmp", "w") as f:
             f.write("%d\n" % os.getpid())
@@ -612,8 +646,7 @@ class Daemon:
             worker.join(timeout=5)
             ctl_srv.shutdown()
             ctl_srv.server_close()
-            if isinstance(http, tuple):
-                http[0].shutdown()
+            self._stop_metrics()
             for p in (socket_path(self.instance), pid_path(self.instance)):
                 try:
                     os.unlink(p)

@@ -14,6 +14,8 @@ through the same four steps:
 
 declare.py holds the declaration model and the changes (pure functions:
 declaration in, declaration out); ledger.py keeps only what cannot be
-observed; engine.py ties the steps together under the instance lock, and is
-what the daemon hosts while it runs (it is then the one writer).
+observed; engine.py ties the steps together, and is what the daemon hosts
+while it runs (it is then the one writer; pyovl/daemon/writer.py decides
+who runs a change). targets.py: map edits below the declaration
+(modify-overlay, the `dp` verbs).
 """

@@ -67,7 +67,7 @@ class Applier:
 
     # -- actions ------------------------------------------------------------------
     def _LoadPrograms(self, a: P.LoadPrograms) -> None:
-        from pyovl import kernel  # noqa: PLC0415 - probes only when programs must be loaded
+        from pyovl.dataplane import kernel  # noqa: PLC0415 - probes only when programs must be loaded
 
         err = kernel.bpf_syscall_problem()
         if err:

@@ -26,9 +26,11 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from pyovl.config import Config, OverlaySpec, VnicSpec, build_overlay, build_vnic, load_file, split_props
+from pyovl.config.load import Config, load_file
+from pyovl.config.rules import split_props
+from pyovl.config.specs import OverlaySpec, VnicSpec, build_overlay, build_vnic
 from pyovl.errors import UsageError
-from pyovl.props import MTU
+from pyovl.config.props import MTU
 
 
 def random_mac() -> str:

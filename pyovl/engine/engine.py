@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 
 from pyovl import netns
-from pyovl.datapath import Datapath
+from pyovl.dataplane.datapath import Datapath
 from pyovl.engine import declare as D
 from pyovl.engine import ledger as L
 from pyovl.engine.apply import Applier
@@ -66,11 +66,12 @@ class Engine:
         return L.declaration(self.ledger.load())
 
     # -- the four steps ---------------------------------------------------------------
-    def prepare(self, change: D.Change) -> Prepared:
-        """Declare, observe, desire, plan: everything but apply."""
+    def prepare(self, change: D.Change, forget_stale: bool = False) -> Prepared:
+        """Declare, observe, desire, plan: everything but apply (forget_stale:
+        see _ledger_of_this_namespace; a dry run only reads)."""
         if isinstance(change, D.RestorePersistent) and change.store is None:
             change = D.RestorePersistent(store=self.store.persistent())
-        rec = self.ledger.load()
+        rec = self._ledger_of_this_namespace(forget_stale)
         before = L.declaration(rec)
         decl = change.declare(before)
         facts = observe(self.dp)
@@ -78,12 +79,30 @@ class Engine:
         actions = plan(facts, before, rec.get("mesh"), want, teardown=isinstance(change, D.Down))
         return Prepared(change, before, want, facts, rec, actions)
 
+    def _ledger_of_this_namespace(self, forget: bool) -> dict:
+        """The ledger, unless it was written in another network namespace of
+        this name (deleted behind pyovl's back and made again): then nothing
+        it records exists any more, and neither do the devices the pins
+        served. Those pins are removed and the ledger starts empty; objects
+        made with the CLI come back with `up-overlay`, the file's with `up`."""
+        rec = self.ledger.load()
+        here = netns.cookie()
+        if rec.get("netns_cookie") not in (None, here):
+            if forget:
+                log.warning("instance %s: its namespace was made anew; forgetting what pyovl made in the old one",
+                            self.instance)
+                self.dp.teardown()
+                self.ledger.clear()
+            rec = L.empty()
+        rec["netns_cookie"] = here
+        return rec
+
     def diff(self, change: D.Change) -> list[Action]:
         return self.prepare(change).actions
 
     def submit(self, change: D.Change, hold=None) -> list[str]:
         """Apply change; returns one line per action done."""
-        p = self.prepare(change)
+        p = self.prepare(change, forget_stale=True)
         self.dp.forget_ids()  # another writer may have run since this Datapath last looked
         applier = Applier(self, p.before, p.want, p.rec, hold)
         try:

@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass, field
 
 from pyovl import netlink, netns
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 from pyovl.errors import UsageError
 
 HOST_END_PREFIX = "ovh"

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyovl import values
-from pyovl.bpf.abi import MAX_FLOOD
-from pyovl.config import OverlaySpec
+from pyovl.dataplane.abi import MAX_FLOOD
+from pyovl.config.specs import OverlaySpec
 from pyovl.engine.declare import Declaration, VnicDecl
 from pyovl.engine.facts import Facts, host_end_name
 from pyovl.errors import UsageError

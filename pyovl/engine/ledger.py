@@ -30,8 +30,9 @@ KINDS = ("overlays", "vnics")
 
 
 def empty() -> dict:
+    """netns_cookie: the namespace the ledger was written in (engine.py)."""
     return {"version": 2, "overlays": {}, "vnics": {}, "mesh": None, "file": None,
-            "underlay": {"devices": [], "hook": "auto"}, "metrics": None}
+            "underlay": {"devices": [], "hook": "auto"}, "metrics": None, "netns_cookie": None}
 
 
 def declaration(rec: dict) -> Declaration:

@@ -2,7 +2,7 @@
 
 These change map entries, not the declaration, so they skip planning; they
 still go through the one writer (the daemon when it serves, else under the
-instance lock; see writer.py). modify(): illumos modify-overlay -d MAC, -f,
+instance lock; see pyovl/daemon/writer.py). modify(): illumos modify-overlay -d MAC, -f,
 -s MAC=IP:PORT|drop, on dynamic overlays only; destinations through the
 mesh like any plugin answer. dp_call(): the whitelisted Datapath methods
 the `dp` verbs use.

@@ -12,7 +12,7 @@ so plugins keep answering with whatever address of a node they know, and
 the same files JSON serves every node. The IPsec pieces live beside it:
 keys.py (a pre-shared key per node pair), ike.py (strongSwan over vici),
 xfrm.py (the kernel's fail-closed fallback policies), firewall.py
-(nftables on the external interface); pyovl/control.py applies them in that
+(nftables on the external interface); pyovl/mesh/apply.py applies them in that
 order before any target points at an encrypted peer.
 
 parse_mesh() type-checks every value before using it as a key, a set

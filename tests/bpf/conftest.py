@@ -10,14 +10,14 @@ from env import (MAC, PEER_STRICT, REMOTE, REMOTE6, REMOTE_DROP, REMOTE_NOROUTE,
                  UL_MAC_PEER, BpfEnv)
 
 from pyovl import netlink, netns
-from pyovl.bpf import abi, loader
-from pyovl.bpf.ringbuf import RingBuffer
-from pyovl.topo import sh, sweep_ns
+from pyovl.dataplane import abi, loader
+from pyovl.dataplane.ringbuf import RingBuffer
+from pyovl.tools.topo import sh, sweep_ns
 
 
 @pytest.fixture(scope="package")
 def bpfenv(prefix):
-    from pyovl.datapath import Datapath
+    from pyovl.dataplane.datapath import Datapath
 
     ns = "%s-bpf" % prefix
     sh("ip", "netns", "add", ns)
@@ -38,7 +38,7 @@ def bpfenv(prefix):
             netlink.create_vnic(name, name + "g", mac, 1400, None, [])
             # quiet guests: no IPv6 router solicitations or MLD into the ports
             netlink.sysctl_set("net.ipv6.conf.%sg.disable_ipv6" % name, "1")
-        dp = Datapath(instance=ns, pin_dir=netns.pin_dir(ns),
+        dp = Datapath(instance=ns, pin_dir=loader.pin_dir(ns),
                       state_dir="/run/pyovl/%s" % ns, trace=True)
         dp.load()
         dp.add_overlay(100, "198.18.0.1")

@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass, field
 
 
-from pyovl.bpf import abi, syscall
+from pyovl.dataplane import abi, syscall
 
 UL_MAC_PEER = "02:aa:00:00:00:02"
 MAC = {

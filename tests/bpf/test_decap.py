@@ -19,7 +19,7 @@ import pytest
 from env import MAC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT
 from frames import IP, TCP, UDP, Ether, inner_arp, inner_tcp, vxlan4, vxlan6
 
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 
 pytestmark = [pytest.mark.bpf]
 

@@ -35,7 +35,7 @@ from env import (MAC, REMOTE, REMOTE6, REMOTE_DROP, REMOTE_NOROUTE, REMOTE_UNRES
 from frames import ARP, IP, TCP, UDP, VXLAN, Ether, IPv6, inner_arp, inner_tcp
 
 from pyovl import netlink
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 
 pytestmark = [pytest.mark.bpf]
 

@@ -7,17 +7,16 @@ import uuid
 
 import pytest
 
-from pyovl.bpf import abi, loader, source, syscall
-from pyovl.bpf.maps import PinnedMaps
+from pyovl.dataplane import abi, loader, source, syscall
+from pyovl.dataplane.maps import PinnedMaps
 from pyovl.errors import KernelError, StateError
-from pyovl import netns
 
 pytestmark = [pytest.mark.bpf]
 
 
 @pytest.fixture
 def pin_dir(prefix):
-    d = netns.pin_dir("%s-ld%s" % (prefix, uuid.uuid4().hex[:4]))
+    d = loader.pin_dir("%s-ld%s" % (prefix, uuid.uuid4().hex[:4]))
     yield d
     loader.unload(d)
 

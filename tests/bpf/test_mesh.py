@@ -20,7 +20,7 @@ import pytest
 from env import MAC, REMOTE, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_REDIRECT
 from frames import inner_tcp, vxlan4
 
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 
 pytestmark = [pytest.mark.bpf]
 

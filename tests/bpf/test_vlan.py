@@ -11,7 +11,7 @@ from env import MAC, REMOTE, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_REDIREC
 from frames import IP, TCP, Ether, inner_arp, inner_tcp, vxlan4
 from scapy.layers.l2 import ARP, Dot1Q
 
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 
 pytestmark = [pytest.mark.bpf]
 PEER = "02:00:00:00:0b:01"

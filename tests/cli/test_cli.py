@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 PYOVL = shutil.which("pyovl") or os.path.join(os.path.dirname(sys.executable), "pyovl")
 
@@ -90,6 +90,6 @@ def test_no_bpf_privilege_is_one_line():
     p = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", PYOVL, "dp", "init", "lo"],
                        capture_output=True, text=True)
     one_line_error(p, 3, "loading BPF programs is not permitted")
-    from pyovl import netns
+    from pyovl.dataplane import loader
 
-    assert not os.path.exists(netns.pin_dir("default")), "a refused init left pins behind"
+    assert not os.path.exists(loader.pin_dir("default")), "a refused init left pins behind"

@@ -49,7 +49,7 @@ from capture import Capture
 
 from pyovl import netns
 from pyovl.mesh import Node, ike, keys, xfrm
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 

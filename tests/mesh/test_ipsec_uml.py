@@ -49,7 +49,9 @@ def _skip_reason() -> str | None:
         return "no %s (apt install user-mode-linux)" % UML
     if not os.path.isdir(UML_MODULES):
         return "no UML modules at %s" % UML_MODULES
-    return None
+    from pyovl.tools import uml  # noqa: PLC0415
+
+    return uml.boot_problem()
 
 
 def _pytest_argv() -> list[str]:

@@ -1,4 +1,4 @@
-"""The Danube mesh end to end: three nodes in two PDCs (pyovl/meshlab.py).
+"""The Danube mesh end to end: three nodes in two PDCs (pyovl/tools/meshlab.py).
 
 Real kernels only: ESP, XFRM, the collect_md vxlan device and strongSwan's
 charon, one pyovl instance and daemon per node. On a kernel without ESP
@@ -25,8 +25,8 @@ from capture import Capture
 
 from pyovl import netns
 from pyovl.mesh import xfrm
-from pyovl.meshlab import MeshLab, admin_ip, external_ip, guest_ip, guest_mac
-from pyovl.topo import sh
+from pyovl.tools.meshlab import MeshLab, admin_ip, external_ip, guest_ip, guest_mac
+from pyovl.tools.topo import sh
 
 REASON = xfrm.esp_unsupported()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(REASON is not None, reason=REASON or "")]

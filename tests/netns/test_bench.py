@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf, pytest.mark.
 
 
 def test_bench_quick(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "pyovl.bench.run", "--quick", "--reps", "2", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, "-m", "pyovl.tools.bench.run", "--quick", "--reps", "2", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads((tmp_path / "bench.json").read_text())
@@ -36,7 +36,7 @@ def test_bench_quick(tmp_path):
 def test_files_overlay_scale(prefix):
     """scale.pyovl_files_overlay at a small n: up -d succeeds, the table was
     read (ONLINE), and every generated entry is valid for the files plugin."""
-    from pyovl.bench import scale
+    from pyovl.tools.bench import scale
     from pyovl.lookup.plugin import Destination
     from pyovl.lookup.plugins.files import Table
 

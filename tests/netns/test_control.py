@@ -21,8 +21,8 @@ import subprocess
 
 import pytest
 
-from pyovl.netns import pin_dir
-from pyovl.topo import sh
+from pyovl.dataplane.loader import pin_dir
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf]
 

@@ -22,7 +22,7 @@ import time
 import pytest
 from test_cli_helpers import PYOVL
 
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -22,7 +23,7 @@ from test_cli_helpers import PYOVL
 from test_daemon import IP4, IP6, MAC, UL, Lab, ping
 
 from pyovl.engine.facts import host_end_name
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
 
@@ -201,3 +202,37 @@ def test_namespaces_made_under_ip_netns_exec_are_visible_and_removed(lab):
     assert lab.guest["a"] not in left and lab.guest["a"] + "y" not in left
     time.sleep(0.1)
     assert not os.path.exists(lab.tmp / "run" / lab.host["a"] / "control.json")
+
+
+def test_a_namespace_made_anew_starts_clean(lab, topo):
+    """The ledger of a namespace deleted behind pyovl's back is not trusted
+    in a new namespace of the same name (it once said 'already exists')."""
+    args = ("create-overlay", "-e", "vxlan", "-s", "files", "-v", "99", "-p",
+            "vxlan/listen_ip=%s,files/config=%s" % (UL["a"], lab.files), "fo99")
+    lab.pyovl("a", *args)
+    lab.pyovl("a", "create-vnic", "-l", "fo99", "-m", MAC["a"], "--netns", lab.guest["a"], "g0")
+    ha = lab.host["a"]
+    sh("ip", "netns", "del", ha)
+    sh("ip", "netns", "add", ha)
+    sh("ip", "link", "set", "lo", "up", ns=ha)
+    topo.attach(ha, topo.prefix + "-sw", UL["a"])
+    lab.pyovl("a", *args)  # no "overlay fo99 already exists"
+    shown = json.loads(lab.pyovl("a", "show-vnic", "--json").stdout)
+    assert shown == [], shown  # the old VNIC went with the old namespace
+    lab.pyovl("a", "create-vnic", "-l", "fo99", "-m", MAC["a"], "--netns", lab.guest["a"] + "n", "g0")
+    assert lab.pyovl("a", "diff").stdout == ""
+
+
+def test_metrics_address_moves_with_the_file(lab):
+    fa = host_file(lab, "a", daemon={"metrics": "127.0.0.1:9134"})
+    lab.pyovl("a", "up", "-d", fa)
+    fa = host_file(lab, "a", daemon={"metrics": "127.0.0.1:9135"})
+    lab.pyovl("a", "up", "-d", fa)
+    get = "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:%s/metrics', timeout=5)"
+    ok = subprocess.run(["ip", "netns", "exec", lab.host["a"], sys.executable, "-c", get % 9135],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    gone = subprocess.run(["ip", "netns", "exec", lab.host["a"], sys.executable, "-c", get % 9134],
+                          capture_output=True, text=True)
+    assert gone.returncode != 0 and "refused" in gone.stderr, gone.stderr
+    assert lab.status("a")["metrics"] == "127.0.0.1:9135"

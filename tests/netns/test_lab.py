@@ -30,7 +30,7 @@ def test_lab_up_check_status_down(prefix):
         run("down", check=False)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert lab not in netns, netns
-    from pyovl.netns import pin_dir
+    from pyovl.dataplane.loader import pin_dir
 
     for n in (1, 2, 3):
         assert not os.path.exists(pin_dir("%s-h%d" % (lab, n)))

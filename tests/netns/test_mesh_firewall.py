@@ -30,7 +30,7 @@ import pytest
 from pyovl import netns
 from pyovl.errors import KernelError, StateError
 from pyovl.mesh import firewall
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 from udp import drain, receiver, send
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]

@@ -131,11 +131,12 @@ def test_create_without_join_fails_instead_of_leaving_a_dead_name(host, new_name
 CHILD = """
 import json, os, time
 from pyovl import netns
+from pyovl.dataplane import loader
 if %(join)r:
     netns.join_host_mounts()
 shell = os.getppid()
 root = netns.bpffs_root()
-print(json.dumps({"pid": os.getpid(), "root": root, "pins": netns.pin_dir("x")}), flush=True)
+print(json.dumps({"pid": os.getpid(), "root": root, "pins": loader.pin_dir("x")}), flush=True)
 deadline = time.monotonic() + 30
 while os.getppid() == shell and time.monotonic() < deadline:
     time.sleep(0.02)

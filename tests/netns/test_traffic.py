@@ -20,8 +20,8 @@ import time
 import pytest
 
 from pyovl import netns
-from pyovl.datapath import Datapath
-from pyovl.topo import sh
+from pyovl.dataplane.datapath import Datapath
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 

@@ -17,7 +17,7 @@ import pytest
 from test_cli_helpers import PYOVL
 from test_traffic import transfer
 
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf]
 

@@ -5,7 +5,7 @@ no ESP.
 One UML boot runs them with the same checkout, venv, strongSwan and bcc
 (hostfs root); their output comes back here and is shown when they fail.
 Skips with the reason when this kernel has ESP (they then run directly in
-the normal suite) or when UML cannot run here (pyovl.uml.available()).
+the normal suite) or when UML cannot run here (pyovl.tools.uml.available()).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from pyovl import uml
+from pyovl.tools import uml
 from pyovl.mesh import xfrm
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -1,6 +1,6 @@
-"""The user-mode-linux harness: scripts/uml-run through pyovl.uml.
+"""The user-mode-linux harness: scripts/uml-run through pyovl.tools.uml.
 
-Matrix (each boots its own UML; skips with pyovl.uml.available()'s reason):
+Matrix (each boots its own UML; skips with pyovl.tools.uml.available()'s reason):
   true                          exit 0, nothing on stdout
   false                         exit 1 comes back as it is
   sh: out, err, env, cwd, 3     stdout and stderr kept apart, an --env
@@ -28,7 +28,7 @@ import re
 
 import pytest
 
-from pyovl import uml
+from pyovl.tools import uml
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

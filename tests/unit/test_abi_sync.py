@@ -1,4 +1,4 @@
-"""bpf/ovl_abi.h and pyovl/bpf/abi.py must describe the same ABI.
+"""bpf/ovl_abi.h and pyovl/dataplane/abi.py must describe the same ABI.
 
 Numbers are parsed from the header; struct sizes and offsets are measured by
 compiling a probe against the header with the system C compiler.
@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from pyovl.bpf import abi
-from pyovl.bpf.source import bpf_dir
+from pyovl.dataplane import abi
+from pyovl.dataplane.source import bpf_dir
 
 HEADER = (bpf_dir() / "ovl_abi.h").read_text()
 

@@ -1,9 +1,9 @@
-"""pyovl.bench.profile's sorting of perf samples (pure logic: a perf script
+"""pyovl.tools.bench.profile's sorting of perf samples (pure logic: a perf script
 text in, shares out)."""
 
 from __future__ import annotations
 
-from pyovl.bench.profile import OVERLAY_FRAMES, classify
+from pyovl.tools.bench.profile import OVERLAY_FRAMES, classify
 
 SCRIPT = """
 \tffffffff81000001 pv_native_safe_halt+0x5

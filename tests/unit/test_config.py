@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pyovl import config
+from pyovl.config import load
 from pyovl.errors import UsageError
 
 EXAMPLE = {
@@ -25,7 +25,7 @@ EXAMPLE = {
 
 
 def test_issue_example_parses():
-    c = config.parse_config(EXAMPLE)
+    c = load.parse_config(EXAMPLE)
     a = c.overlays["adminoverlay2"]
     assert (a.vnetid, a.search, a.mtu, a.rule) == (2, "files", 1300, "adminoverlay")
     assert a.props["vxlan/listen_port"] == 4793
@@ -40,7 +40,7 @@ def test_example_files_in_repo_parse():
     for f in files:
         if f.name.endswith(".files.json"):
             continue  # a files-plugin table, not an overlay.json
-        config.load_file(str(f))
+        load.load_file(str(f))
 
 
 def mutate(path: str, value):
@@ -77,7 +77,7 @@ def mutate(path: str, value):
 ])
 def test_located_errors(path, value, message):
     with pytest.raises(UsageError) as e:
-        config.parse_config(mutate(path, value))
+        load.parse_config(mutate(path, value))
     assert message in str(e.value), str(e.value)
     assert "\n" not in str(e.value)
 
@@ -85,23 +85,23 @@ def test_located_errors(path, value, message):
 def test_duplicate_mac_in_one_overlay():
     doc = mutate("vnics|foo1", {"over": "demo0", "mac": "02:00:00:00:00:0A", "netns": "g2"})
     with pytest.raises(UsageError, match="vnics.foo1: MAC 02:00:00:00:00:0a is already used by VNIC foo0"):
-        config.parse_config(doc)
+        load.parse_config(doc)
 
 
 def test_bad_json_names_the_line(tmp_path):
     f = tmp_path / "o.json"
     f.write_text('{\n "overlays": {,\n}')
     with pytest.raises(UsageError, match=r"o.json: invalid JSON at line 2 column 15"):
-        config.load_file(str(f))
+        load.load_file(str(f))
     with pytest.raises(UsageError, match="No such file"):
-        config.load_file(str(tmp_path / "missing.json"))
+        load.load_file(str(tmp_path / "missing.json"))
 
 
 def test_schema_documents_the_same_keys():
     import pathlib
 
     schema = json.loads(pathlib.Path(__file__).parents[2].joinpath("docs", "overlay.schema.json").read_text())
-    assert set(schema["properties"]) == config.TOP_KEYS
+    assert set(schema["properties"]) == load.TOP_KEYS
     ov = schema["properties"]["overlays"]["additionalProperties"]["properties"]
-    assert set(ov) == config.OVERLAY_KEYS
-    assert set(schema["properties"]["vnics"]["additionalProperties"]["properties"]) == config.VNIC_KEYS
+    assert set(ov) == load.OVERLAY_KEYS
+    assert set(schema["properties"]["vnics"]["additionalProperties"]["properties"]) == load.VNIC_KEYS

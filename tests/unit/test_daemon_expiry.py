@@ -7,7 +7,7 @@ import collections
 import time
 from types import SimpleNamespace
 
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 from pyovl.daemon.server import Daemon
 
 

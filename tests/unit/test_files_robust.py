@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from pyovl import config, inputs
+from pyovl import inputs
+from pyovl.config import load
 from pyovl.errors import UsageError
 from pyovl.lookup.plugin import Destination, PluginError
 from pyovl.lookup.plugins import files as files_mod
@@ -286,7 +287,7 @@ def test_overlay_json_that_is_no_regular_file(tmp_path, kind):
         path.mkdir()
     else:
         path = "/dev/null"
-    e = guarded(lambda: config.load_file(str(path)), str(path) if kind == "fifo" else None)
+    e = guarded(lambda: load.load_file(str(path)), str(path) if kind == "fifo" else None)
     assert isinstance(e, UsageError) and "not a regular file" in str(e) and str(e).isprintable(), repr(e)
 
 

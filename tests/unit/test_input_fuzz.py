@@ -1,6 +1,6 @@
 """Bad input to overlay.json, the mesh inventory and key files: one clean line.
 
-Contract under test: config.load_file() on any bytes either returns a Config
+Contract under test: load.load_file() on any bytes either returns a Config
 or raises UsageError whose str() is one printable line; nothing else
 escapes (no TypeError from an unhashable value, no RecursionError, no
 UnicodeDecodeError, no int-conversion ValueError). First the defects a
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pyovl import config
+from pyovl.config import load, specs
 from pyovl.errors import KernelError, PyovlError, StateError, UsageError, one_line, show
 from pyovl.lookup.plugin import PluginError
 from pyovl.mesh import keys, parse_mesh
@@ -51,7 +51,7 @@ VALID = {
 def load_bytes(tmp_path, data: bytes):
     p = tmp_path / "overlay.json"
     p.write_bytes(data)
-    return config.load_file(str(p))
+    return load.load_file(str(p))
 
 
 def assert_clean(e: BaseException) -> str:
@@ -174,7 +174,7 @@ def test_netmask_is_normalised_to_a_prefix_length(tmp_path):
     doc = mutated("vnics|web0|addresses", ["10.98.0.1/255.255.255.0", "FD00::1/64", "10.99.0.1/0.0.0.255"])
     assert load_bytes(tmp_path, json.dumps(doc).encode()).vnics["web0"].addresses == \
         ("10.98.0.1/24", "fd00::1/64", "10.99.0.1/24")
-    assert config.build_vnic("v0", "ov0", addresses=["10.98.0.1/255.255.255.0"]).addresses == ("10.98.0.1/24",)
+    assert specs.build_vnic("v0", "ov0", addresses=["10.98.0.1/255.255.255.0"]).addresses == ("10.98.0.1/24",)
 
 
 @pytest.mark.parametrize("addrs,match", [
@@ -247,9 +247,9 @@ def test_node_and_rule_names_with_a_newline(tmp_path):
 
 
 def test_metrics_address_is_canonical():
-    assert config.check_hostport("127.0.0.1:9134") == "127.0.0.1:9134"
-    assert config.check_hostport("[::1]:9134") == "[::1]:9134"
-    assert config.check_hostport("::1:9134") == "[::1]:9134"
+    assert load.check_hostport("127.0.0.1:9134") == "127.0.0.1:9134"
+    assert load.check_hostport("[::1]:9134") == "[::1]:9134"
+    assert load.check_hostport("::1:9134") == "[::1]:9134"
 
 
 def test_nan_and_duplicate_keys_are_refused(tmp_path):
@@ -303,7 +303,7 @@ def test_keygen_ignores_files_that_only_start_with_a_node_name(tmp_path):
     (b'{"mesh": ' + b"1" * 5000 + b"}", "too many digits"),
 ])
 def test_mesh_keygen_inventory(tmp_path, data, match):
-    from pyovl.cli import mesh_keygen
+    from pyovl.cli.app import mesh_keygen
 
     p = tmp_path / "inv.json"
     p.write_bytes(data)
@@ -420,7 +420,7 @@ def test_mutation_fuzz(tmp_path):
         except Exception as e:  # noqa: BLE001 - the point: nothing else may escape
             pytest.fail("document %d raised %r instead of UsageError; input starts %r" % (i, e, data[:200]))
         else:
-            assert isinstance(cfg, config.Config)
+            assert isinstance(cfg, load.Config)
             for v in cfg.vnics.values():  # what was accepted is canonical and one line
                 assert all(a.isprintable() and "/" in a for a in v.addresses)
             outcomes["ok"] += 1

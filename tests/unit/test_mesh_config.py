@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from pyovl import config
+from pyovl.config import load
 from pyovl.errors import UsageError
 from pyovl.mesh import from_json, parse_mesh
 
@@ -80,10 +80,10 @@ def test_keys_are_optional_without_other_pdcs():
 
 
 def test_overlay_json_takes_a_mesh_section_or_a_file(tmp_path):
-    cfg = config.parse_config({"mesh": mesh()})
+    cfg = load.parse_config({"mesh": mesh()})
     assert cfg.mesh.self_name == "n1"
     f = tmp_path / "mesh.json"
     f.write_text(json.dumps(mesh(self="n2")))
-    assert config.parse_config({"mesh": str(f)}).mesh.self_name == "n2"
+    assert load.parse_config({"mesh": str(f)}).mesh.self_name == "n2"
     with pytest.raises(UsageError, match="mesh: .*No such file"):
-        config.parse_config({"mesh": str(tmp_path / "nope.json")})
+        load.parse_config({"mesh": str(tmp_path / "nope.json")})

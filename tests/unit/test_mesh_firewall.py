@@ -220,7 +220,7 @@ def listing(table, **counters):
 def test_counters_from_nft_json(monkeypatch):
     fake = FakeNft([(0, listing("pyovl_x", plaintext_in=3, plaintext_out=2, mesh_in=7), "")])
     monkeypatch.setattr(firewall, "_nft", fake)
-    # counters() is the drops only: pyovl.metrics reports every key it returns as blocked.
+    # counters() is the drops only: pyovl.daemon.metrics reports every key it returns as blocked.
     assert firewall.counters("x") == {"plaintext_in": 3, "plaintext_out": 2}
     assert fake.calls[0][0] == ["-j", "list", "counters", "table", "inet", "pyovl_x"]
     fake.answers.append((0, listing("pyovl_x", plaintext_in=3, mesh_in=7), ""))

@@ -23,7 +23,7 @@ import dataclasses
 
 import pytest
 
-from pyovl.config import build_overlay, build_vnic
+from pyovl.config.specs import build_overlay, build_vnic
 from pyovl.engine import plan as P
 from pyovl.engine.declare import Declaration, OverlayDecl, VnicDecl
 from pyovl.engine.facts import Facts, OverlayFact, PortFact, host_end_name

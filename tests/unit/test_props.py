@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyovl import config, props as P
+from pyovl.config import rules, specs
+from pyovl.config import props as P
 from pyovl.errors import UsageError
 
 BASE = {"vxlan/listen_ip": "198.18.0.1", "direct/dest_ip": "198.18.0.2", "direct/dest_port": "4789"}
@@ -13,7 +14,7 @@ BASE = {"vxlan/listen_ip": "198.18.0.1", "direct/dest_ip": "198.18.0.2", "direct
 def build(**kw):
     args = dict(name="ov0", encap="vxlan", search="direct", vnetid="23", raw_props=dict(BASE))
     args.update(kw)
-    return config.build_overlay(**args)
+    return specs.build_overlay(**args)
 
 
 def test_defaults_applied():
@@ -88,23 +89,23 @@ def test_dladm_errors(kw, message):
 
 
 def test_prop_lists_split_like_dladm():
-    assert config.split_props(["a=1,b=2", "c=3"]) == {"a": "1", "b": "2", "c": "3"}
+    assert rules.split_props(["a=1,b=2", "c=3"]) == {"a": "1", "b": "2", "c": "3"}
     with pytest.raises(UsageError, match="given twice"):
-        config.split_props(["a=1", "a=2"])
+        rules.split_props(["a=1", "a=2"])
     with pytest.raises(UsageError, match="use -p name=value"):
-        config.split_props(["mtu"])
+        rules.split_props(["mtu"])
 
 
 def test_rule_parsing():
-    r = config.parse_create_args("-e vxlan -p vxlan/listen_ip=0.0.0.0 -p vxlan/listen_port=4793 -s files "
+    r = rules.parse_create_args("-e vxlan -p vxlan/listen_ip=0.0.0.0 -p vxlan/listen_port=4793 -s files "
                                  "-p files/config=/etc/pyovl/admin.json -p mtu=1300", allow_vnetid=False)
     assert r["encap"] == "vxlan" and r["search"] == "files"
     assert r["props"] == {"vxlan/listen_ip": "0.0.0.0", "vxlan/listen_port": "4793",
                           "files/config": "/etc/pyovl/admin.json", "mtu": "1300"}
     with pytest.raises(UsageError, match="must not set -v"):
-        config.parse_create_args("-e vxlan -v 3", allow_vnetid=False)
+        rules.parse_create_args("-e vxlan -v 3", allow_vnetid=False)
     with pytest.raises(UsageError, match="unexpected 'ov0'"):
-        config.parse_create_args("-e vxlan ov0")
+        rules.parse_create_args("-e vxlan ov0")
 
 
 def test_possible_texts():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyovl import config, ofmt, show
+from pyovl.cli import ofmt, show
+from pyovl.config import specs
 
 # The reference's sample, same overlay: values and column order must match.
 REFERENCE = """\
@@ -18,7 +19,7 @@ my_overlay2233  files/config      rw   y   /opt/custom/networking/my_overlay.jso
 
 
 def sample():
-    return config.build_overlay("my_overlay2233", "vxlan", "files", 2234,
+    return specs.build_overlay("my_overlay2233", "vxlan", "files", 2234,
                                 {"vxlan/listen_ip": "0.0.0.0", "vxlan/listen_port": 4700,
                                  "files/config": "/opt/custom/networking/my_overlay.json"})
 
@@ -52,6 +53,6 @@ def test_parsable_escapes_colons():
 def test_fma_and_point_target_rows():
     assert show.fma_row("ov0", None) == {"LINK": "ov0", "STATUS": "ONLINE", "DETAILS": "-"}
     assert show.fma_row("ov0", "no varpd instance exists")["STATUS"] == "DEGRADED"
-    spec = config.build_overlay("ov0", "vxlan", "direct", 23, {"vxlan/listen_ip": "fd00::1",
+    spec = specs.build_overlay("ov0", "vxlan", "direct", 23, {"vxlan/listen_ip": "fd00::1",
                                 "direct/dest_ip": "fd00::2", "direct/dest_port": 4789})
     assert show.target_rows(spec, []) == [{"LINK": "ov0", "TARGET": "*:*:*:*:*:*", "DESTINATION": "[fd00::2]:4789"}]

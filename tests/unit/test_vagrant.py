@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pyovl import config
+from pyovl.config import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VAGRANTFILE = os.path.join(ROOT, "Vagrantfile")
@@ -37,7 +37,7 @@ def test_generated_vm_configs_are_valid(tmp_path):
         p = subprocess.run([pyovl, "lab", "config", "--host", str(n), "--underlay", pattern, "--out", str(out),
                             "--files", str(files)], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        cfg = config.load_file(str(out))
+        cfg = load.load_file(str(out))
         assert cfg.overlays["files0"].props["vxlan/listen_ip"] == hosts["h%d" % n]
         assert {v.vlan for v in cfg.vnics.values() if v.over == "files0"} == {10, 20}
         if "p2p0" in cfg.overlays:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyovl import datapath
-from pyovl.bpf import abi
-from pyovl.bpf.source import flatten
+from pyovl.dataplane import datapath
+from pyovl.dataplane import abi
+from pyovl.dataplane.source import flatten
 from pyovl.errors import UsageError
 
 

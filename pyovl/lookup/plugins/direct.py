@@ -3,7 +3,7 @@ is not for a local port, broadcast and multicast included, goes to the one
 destination; the data path never asks the daemon."""
 
 from pyovl.lookup.plugin import Destination, LookupPlugin
-from pyovl.props import IP, UINT, PropSpec, check_dest_ip
+from pyovl.config.props import IP, UINT, PropSpec, check_dest_ip
 
 
 class DirectPlugin(LookupPlugin):

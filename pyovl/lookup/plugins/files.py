@@ -30,11 +30,12 @@ import ipaddress
 import os
 import re
 
-from pyovl.bpf.abi import mac_bytes, mac_str
+from pyovl.dataplane.abi import mac_str
+from pyovl.values import mac_bytes
 from pyovl.errors import show
 from pyovl.inputs import parse_json, read_file
 from pyovl.lookup.plugin import Destination, Drop, LookupPlugin, PluginError
-from pyovl.props import STRING, PropSpec, check_abs_path
+from pyovl.config.props import STRING, PropSpec, check_abs_path
 
 MAX_BYTES = 64 << 20  # 100k entries take about 8 MiB
 CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")  # most keys: nothing to convert

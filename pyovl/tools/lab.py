@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-from pyovl.topo import Topo, sh, sweep
+from pyovl.tools.topo import Topo, sh, sweep
 
 HOSTS = (1, 2, 3)
 P2P = {1: "10.100.0.1", 2: "10.100.0.2"}
@@ -73,7 +73,7 @@ def host_config(n: int, prefix: str, files_path: str, underlay_ip=ul_ip) -> dict
 class HostsLab:
     """What every namespace lab shares: hosts numbered self.hosts, each its
     own pyovl instance in namespace host(n), files under self.dir; run()
-    calls pyovl on one host, down() removes all of it (pyovl/meshlab.py is
+    calls pyovl on one host, down() removes all of it (pyovl/tools/meshlab.py is
     the other lab)."""
 
     hosts: tuple = HOSTS

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ctypes as C
 import enum
 import ipaddress
-import re
+
+from pyovl.values import mac_bytes  # noqa: F401 - the one MAC parser; abi.mac_bytes for callers
 
 ABI_VERSION = 4
 ABI_MAGIC = 0x70796F76
@@ -263,18 +264,6 @@ MAPS: dict[str, tuple[int, type, type, int]] = {
     "nexthops": (MAP_LRU_HASH, NhKey, Nexthop, MAX_NEXTHOPS),
 }
 TRACE_MAP = ("trace", (MAP_PERCPU_ARRAY, U32, Trace, 1))
-
-
-MAC_TEXT = re.compile(r"[0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}){5}")
-
-
-def mac_bytes(mac: str) -> bytes:
-    """'2:0:0:0:0:A' or '02-00-00-00-00-0a' -> 6 bytes; ValueError if not a
-    MAC. Strict on purpose: int(x, 16) alone would take ' 2', '+2' and
-    non-ASCII digits."""
-    if not isinstance(mac, str) or not MAC_TEXT.fullmatch(mac):
-        raise ValueError("not a MAC address")
-    return bytes(int(p, 16) for p in mac.replace("-", ":").split(":"))
 
 
 def mac_str(raw: bytes) -> str:

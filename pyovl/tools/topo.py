@@ -99,10 +99,10 @@ def sweep_ns(name: str) -> None:
         pr_netns.remove(name)
     except OSError:
         pass
-    from pyovl.bpf import loader  # noqa: PLC0415
+    from pyovl.dataplane import loader  # noqa: PLC0415
 
     try:
-        loader.unload(netns.pin_dir(name))
+        loader.unload(loader.pin_dir(name))
     except OSError:
         pass
     subprocess.run(["rm", "-rf", "/run/pyovl/%s" % name], capture_output=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from pyovl import props as P
-from pyovl.bpf import abi
-from pyovl.config import OverlaySpec, VnicSpec, settable_props
+from pyovl.config import props as P
+from pyovl.dataplane import abi
+from pyovl.config.specs import OverlaySpec, VnicSpec, settable_props
 from pyovl.lookup import registry
 
 PROP_FIELDS = [("LINK", 19), ("PROPERTY", 19), ("PERM", 5), ("REQ", 4), ("VALUE", 11),

@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 
-from pyovl.topo import sh
+from pyovl.tools.topo import sh
 
 
 def _iperf(pair, args: list[str], seconds: float) -> dict:

@@ -61,7 +61,7 @@ def cli(ctx, ns, instance):
 @cli.command("check-kernel")
 def check_kernel():
     """Check that this kernel and host can run pyovl; one line per problem."""
-    from pyovl import kernel  # noqa: PLC0415
+    from pyovl.dataplane import kernel  # noqa: PLC0415
 
     problems = kernel.check()
     if problems:
@@ -84,7 +84,7 @@ def _engine(ctx):
 def _submit(ctx, change) -> list[str]:
     """Hand a change to the one writer (the daemon, or this process under
     the instance lock)."""
-    from pyovl.engine import writer  # noqa: PLC0415
+    from pyovl.daemon import writer  # noqa: PLC0415
 
     return writer.submit(_instance(ctx), change)
 
@@ -125,7 +125,7 @@ def delete_overlay(ctx, temporary, name):
 
 
 def _emit(fields, rows, parsable, output, as_json):
-    from pyovl import ofmt  # noqa: PLC0415
+    from pyovl.cli import ofmt  # noqa: PLC0415
 
     if parsable and not output:
         raise UsageError("-p requires -o")
@@ -153,7 +153,7 @@ def show_overlay(ctx, fma, target, parsable, output, as_json, name):
       pyovl show-overlay -f
       pyovl show-overlay -t -p -o target,destination ov1
     """
-    from pyovl import show  # noqa: PLC0415
+    from pyovl.cli import show  # noqa: PLC0415
 
     if fma and target:
         raise UsageError("only one of -f or -t may be used")
@@ -198,7 +198,8 @@ def modify_overlay(ctx, delete, flush, set_entry, name):
       pyovl modify-overlay -s 02:08:20:00:00:02=drop ov1
       pyovl modify-overlay -f ov1
     """
-    from pyovl.engine import targets, writer  # noqa: PLC0415
+    from pyovl.daemon import writer  # noqa: PLC0415
+    from pyovl.engine import targets  # noqa: PLC0415
 
     entry = None
     if set_entry is not None:
@@ -266,7 +267,7 @@ def delete_vnic(ctx, temporary, name):
 @click.pass_context
 def show_vnic(ctx, parsable, output, as_json, name):
     """Show VNICs: LINK OVER SPEED MACADDRESS MACADDRTYPE VID NETNS."""
-    from pyovl import show  # noqa: PLC0415
+    from pyovl.cli import show  # noqa: PLC0415
 
     recs = _engine(ctx).declaration().vnics
     if name and name not in recs:
@@ -298,7 +299,7 @@ def up(ctx, file, detach, no_daemon, check):
       pyovl up /etc/pyovl/overlay.json          # foreground, for systemd
       pyovl --netns host1 up -d host1.json      # background
     """
-    from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.config.load import load_file  # noqa: PLC0415
     from pyovl.daemon import client  # noqa: PLC0415
     from pyovl.daemon.server import Daemon, check_bindable  # noqa: PLC0415
     from pyovl.engine.declare import UpFile  # noqa: PLC0415
@@ -345,7 +346,7 @@ def diff_cmd(ctx, file, as_json):
       pyovl diff /etc/pyovl/overlay.json
       pyovl diff --json
     """
-    from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.config.load import load_file  # noqa: PLC0415
     from pyovl.engine.declare import Reconcile, UpFile  # noqa: PLC0415
 
     if file:
@@ -485,7 +486,7 @@ def plugins_cmd(as_json):
 @cli.group(cls=_Group)
 def lab():
     """The namespace lab: three pyovl hosts, a point-to-point overlay and a
-    files overlay with two VLANs (see pyovl/lab.py for the drawing).
+    files overlay with two VLANs (see pyovl/tools/lab.py for the drawing).
 
     \b
     Examples:
@@ -499,7 +500,7 @@ def lab():
 @click.option("--prefix", default="lab", show_default=True, help="Namespace name prefix.")
 def lab_up(prefix):
     """Build the lab (removing an old one first) and start its three daemons."""
-    from pyovl.lab import Lab  # noqa: PLC0415
+    from pyovl.tools.lab import Lab  # noqa: PLC0415
 
     for line in Lab(prefix).up():
         click.echo(line)
@@ -509,7 +510,7 @@ def lab_up(prefix):
 @click.option("--prefix", default="lab", show_default=True)
 def lab_check(prefix):
     """Ping every path the lab promises and check VLAN isolation."""
-    from pyovl.lab import Lab  # noqa: PLC0415
+    from pyovl.tools.lab import Lab  # noqa: PLC0415
 
     results = Lab(prefix).checks()
     for name, ok in results:
@@ -522,7 +523,7 @@ def lab_check(prefix):
 @click.option("--prefix", default="lab", show_default=True)
 def lab_status(prefix):
     """show-overlay -f, -t and show-vnic on every lab host."""
-    from pyovl.lab import Lab  # noqa: PLC0415
+    from pyovl.tools.lab import Lab  # noqa: PLC0415
 
     click.echo(Lab(prefix).status())
 
@@ -536,7 +537,7 @@ def lab_status(prefix):
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write overlay.json.")
 def lab_config(n, underlay, prefix, files_path, out):
     """Write a lab host's overlay.json and the shared files table (Vagrant lab)."""
-    from pyovl import lab as L  # noqa: PLC0415
+    from pyovl.tools import lab as L  # noqa: PLC0415
 
     ul = lambda k: underlay.format(n=k)  # noqa: E731
     table = {mac: dict(e, ip=ul(int(e["ip"].rsplit(".", 1)[1]))) for mac, e in L.files_table().items()}
@@ -553,7 +554,7 @@ def lab_config(n, underlay, prefix, files_path, out):
 @click.option("--prefix", default="lab", show_default=True)
 def lab_down(prefix):
     """Remove the lab completely: daemons, VNICs, namespaces, pins, files."""
-    from pyovl.lab import Lab  # noqa: PLC0415
+    from pyovl.tools.lab import Lab  # noqa: PLC0415
 
     Lab(prefix).down()
 
@@ -579,7 +580,7 @@ def mesh_keygen(inv, directory):
     nodes in different PDCs, in both nodes' files and nowhere else. Existing
     pairs keep their keys; pairs of removed nodes go. Keys are never printed:
     copy each node's file to it (its mesh.keys path)."""
-    from pyovl.config import load_file  # noqa: PLC0415
+    from pyovl.config.load import load_file  # noqa: PLC0415
     from pyovl.inputs import parse_json, read_file  # noqa: PLC0415
     from pyovl.mesh import keys, parse_mesh  # noqa: PLC0415
 
@@ -636,14 +637,15 @@ def dp():
 
 
 def _dp(ctx):
-    from pyovl.datapath import Datapath  # noqa: PLC0415
+    from pyovl.dataplane.datapath import Datapath  # noqa: PLC0415
 
     return Datapath(instance=_instance(ctx))
 
 
 def _dp_write(ctx, call: str, **args) -> None:
     """A Datapath method, run by the one writer."""
-    from pyovl.engine import targets, writer  # noqa: PLC0415
+    from pyovl.daemon import writer  # noqa: PLC0415
+    from pyovl.engine import targets  # noqa: PLC0415
 
     writer.run(_instance(ctx), {"op": "dp", "call": call, "args": args},
                lambda eng: targets.dp_call(eng.dp, call, args) or [])

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 
-from pyovl.bpf import source, syscall
-from pyovl.bpf.maps import PinnedMaps
+from pyovl.dataplane import source, syscall
+from pyovl.dataplane.abi import ABI_VERSION
+from pyovl.dataplane.maps import PinnedMaps
 from pyovl.errors import KernelError
 
 # pin name -> (source file, function, bcc program type name)
@@ -24,6 +25,14 @@ PROGRAMS = {
     "underlay_xdp": ("ovl_underlay.c", "ovl_underlay_xdp", "XDP"),
     "mesh_rx": ("ovl_underlay.c", "ovl_mesh_rx", "SCHED_CLS"),
 }
+
+
+def pin_dir(instance: str) -> str:
+    """Where an instance's programs and maps are pinned: versioned by the
+    ABI, so a pyovl of another ABI never opens these maps."""
+    from pyovl import netns  # noqa: PLC0415 - finding bpffs may join the host's mount namespace
+
+    return os.path.join(netns.bpffs_root(), "pyovl", "v%d" % ABI_VERSION, instance)
 
 
 def prog_pin(pin_dir: str, name: str) -> str:

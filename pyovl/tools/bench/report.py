@@ -1,6 +1,6 @@
 """Render a bench.json as the results page (docs/benchmark.md).
 
-    python -m pyovl.bench.report docs/bench/bench.json > docs/benchmark.md
+    python -m pyovl.tools.bench.report docs/bench/bench.json > docs/benchmark.md
 """
 
 from __future__ import annotations
@@ -39,8 +39,35 @@ def _files_scale(r: dict) -> tuple[str, str]:
     return text, "%.2f s%s" % (f["seconds"], at)
 
 
+def _engine(r: dict) -> str:
+    """The engine's measurements (scale.pyovl_vnics_and_diff against
+    scale.kernel_bridge_ports, misses.measure_during_up); older bench.json
+    files do not have them."""
+    e = r.get("engine")
+    if e is None:
+        return "The engine (VNICs, `diff` at scale, misses during an `up`): not measured in this run."
+    v, b, m = e["vnics"], e["kernel_bridge"], e["misses_during_up"]
+    when = " Measured %s, apart from the rest of this page." % e["measured"] if e.get("measured") else ""
+    lat = m["miss_to_first_delivery_us"]
+    return ("""The engine (observe, check, plan, apply):%s
+
+| measurement | pyovl | kernel, same run |
+|---|---|---|
+| %d VNICs up (`up --no-daemon`; guest ends in the host namespace) | %.1f s, %.1f ms per VNIC | %d veth ports on a bridge (`ip -batch`): %.2f s, %.2f ms per port |
+| %d more overlays beside them (`up --no-daemon`) | %.2f s | |
+| `pyovl diff` of that host, which already matches (%d overlays, %d VNICs; a whole process) | %.2f s | |
+| miss → first delivery while the daemon applies an `up` adding %d overlays (%d misses, 2 ms apart) | p50 %.0f µs, p99 %.0f µs (`up` %.1f s) | |
+
+A VNIC costs more than a bridge port: a veth pair, its guest end's MAC, MTU, GRO (`ethtool`, a process) and
+addresses, the TC program attached to its host end and three map entries, through pyroute2 sockets; the
+kernel's `ip -batch` makes bare links over one socket.""" % (
+        when, v["vnics"], v["vnics_seconds"], v["per_vnic_ms"], b["ports"], b["seconds"], b["per_port_ms"],
+        v["overlays"], v["overlays_seconds"], v["overlays"] + (v["vnics"] + 31) // 32, v["vnics"], v["diff_seconds"],
+        m["overlays_added"], m["misses_sent"], lat["p50"], lat["p99"], m["up_seconds"]))
+
+
 def _profile_rows(r: dict) -> str:
-    """The CPU profile table (pyovl.bench.profile) or why there is none."""
+    """The CPU profile table (pyovl.tools.bench.profile) or why there is none."""
     prof = r.get("profile")
     if not isinstance(prof, dict) or not all(isinstance(prof.get(k), dict) and "modes" in prof[k]
                                              for k in ("udp", "tcp")):
@@ -88,7 +115,7 @@ def render(r: dict) -> str:
     return f"""# pyovl benchmark results
 
 Command: `{r["command"]}` (five repetitions, modes rotated), started {r["started"]}. Page:
-`python -m pyovl.bench.report docs/bench/bench.json`. Raw numbers: [`bench/bench.json`](bench/bench.json).
+`python -m pyovl.tools.bench.report docs/bench/bench.json`. Raw numbers: [`bench/bench.json`](bench/bench.json).
 
 Machine: the project's 2-core VM, kernel {r["machine"]["kernel"]}, Debian 12 userland, bcc 0.26, Python
 {r["machine"]["python"]}, pyovl {r["machine"]["pyovl"]}. All traffic runs between network namespaces on one
@@ -99,7 +126,7 @@ number compares the CPU cost of the data paths; none is a NIC measurement.
 
 ## Traffic (median, min–max of {r["reps"]} runs)
 
-Topologies (pyovl/bench/topo.py), identical but for the overlay: guest — veth — host ═ veth ═ host — veth —
+Topologies (pyovl/tools/bench/topo.py), identical but for the overlay: guest — veth — host ═ veth ═ host — veth —
 guest. `routed`: no overlay, the hosts route (the upper bound). `kernel`: the kernel's vxlan device and a
 bridge in each host, nolearning, static default fdb. `pyovl-tc`: pyovl with decap at TC ingress (its default
 on veth). `pyovl-xdp`: pyovl with decap in XDP; its underlay veths checksum and segment in software, as a NIC
@@ -151,7 +178,7 @@ program 93/111). Memory per target at {big} targets:
 **{r["memory_per_target_bytes"]} bytes** (the kernel's own account, fdinfo `memlock`, of the no-prealloc hash
 map, buckets included).
 
-## Miss path (python -m pyovl.bench_misses)
+## Miss path (python -m pyovl.tools.bench.misses)
 
 Miss → first delivery (the data path's timestamp on the miss event, to the held frame sent on by the daemon):
 **p50 {lat["p50"]:.0f} µs, p99 {lat["p99"]:.0f} µs** ({lat["samples"]} misses, 2 ms apart). Misses resolved per
@@ -169,12 +196,14 @@ not a netdev; pyovl's own MemAvailable change is below the noise, its maps' memo
 
 {files_text}
 
+{_engine(r)}
+
 ## What limits the targets not reached
 
 **Traffic ratios.** Every mode pays the same for what is not the overlay: the generator's system calls, both
 guests' sockets and IP stacks, and the veth hops (guest into its host, and the underlay veth standing for the
 wire), each a transmit plus a backlog queue processed in softirq on the sending CPU. The CPU profile measures
-what is left to win: `python -m pyovl.bench.profile [--tcp]` runs `perf record -a -g` during the traffic run
+what is left to win: `python -m pyovl.tools.bench.profile [--tcp]` runs `perf record -a -g` during the traffic run
 and sorts every sample by its call chain (pyovl's TC programs and the helpers they call; the kernel's vxlan and
 bridge functions), giving the overlay's share of the busy CPU and, from it, the most a data path that cost
 nothing could gain on that load:
@@ -196,7 +225,7 @@ unicast before an skb exists.
 
 **BPF_PROG_RUN (40 / 60 ns).** The kernel's timing of a BPF_PROG_RUN call costs {base["tc"]:.0f} ns before any
 instruction runs; less that, encap ≈ {enc:.0f} ns and TC decap ≈ {dtc:.0f} ns. Profiling
-`python -m pyovl.bench.progrun --loop encap` (and `--loop decap_tc`) with `perf record -a -g`, the samples
+`python -m pyovl.tools.bench.progrun --loop encap` (and `--loop decap_tc`) with `perf record -a -g`, the samples
 inside the timed run less those of the timing itself (measured 2026-11-21, encap ≈ 500 ns per run, TC decap ≈
 285): encap spends about 30% in its five hash-map lookups (vnics, overlays, ports, targets, nexthops: ~25 ns
 each), 17% in `bpf_skb_adjust_room` and its header push, 6% reading the coarse clock for the cache's expiry,

@@ -9,8 +9,8 @@ frame (and pass it). So every run here is its own call with repeat = 1, its
 verdict is checked, and the kernel's own timing of the program (not of the
 syscall) is averaged over the calls.
 
-    python -m pyovl.bench.progrun                  1000 targets, as JSON
-    python -m pyovl.bench.progrun --loop encap     one program back to back, to
+    python -m pyovl.tools.bench.progrun                  1000 targets, as JSON
+    python -m pyovl.tools.bench.progrun --loop encap     one program back to back, to
                                                    profile with perf record -a -g
 """
 
@@ -26,9 +26,9 @@ import sys
 import time
 
 from pyovl import netlink, netns
-from pyovl.bpf import abi, loader, syscall
-from pyovl.datapath import Datapath
-from pyovl.topo import sh, sweep_ns
+from pyovl.dataplane import abi, loader, syscall
+from pyovl.dataplane.datapath import Datapath
+from pyovl.tools.topo import sh, sweep_ns
 
 PORT_MAC, PEER_MAC = "02:08:20:0b:00:01", "02:08:20:0b:00:02"
 TC_ACT_REDIRECT, XDP_REDIRECT = 7, 4

@@ -21,8 +21,8 @@ import socket
 import time
 
 from pyovl import netlink, netns, values
-from pyovl.bpf import abi, loader
-from pyovl.bpf.maps import PinnedMaps
+from pyovl.dataplane import abi, loader
+from pyovl.dataplane.maps import PinnedMaps
 from pyovl.state import read_json, remove, run_root, write_json_atomic
 from pyovl.errors import KernelError, PyovlError, StateError, UsageError
 
@@ -47,7 +47,7 @@ class Datapath:
     def __init__(self, instance: str | None = None, pin_dir: str | None = None,
                  state_dir: str | None = None, trace: bool = False):
         self.instance = instance or netns.current_name()
-        self.pin_dir = pin_dir or netns.pin_dir(self.instance)
+        self.pin_dir = pin_dir or loader.pin_dir(self.instance)
         self.state_dir = state_dir or os.path.join(run_root(), self.instance)
         self.trace = trace
         self._maps: PinnedMaps | None = None
@@ -64,7 +64,7 @@ class Datapath:
         return read_json(self._state_file, {"attached": {}})
 
     def _save_state(self, state: dict) -> None:
-        write_json_atomic(self._state_file, state)
+        write_json_atomic(self._state_file, state, pretty=False)  # written per port: keep it cheap
 
     @property
     def maps(self) -> PinnedMaps:
@@ -90,7 +90,7 @@ class Datapath:
         if hook not in HOOKS:
             raise UsageError("unknown decap hook %s (one of %s)" % (hook, ", ".join(HOOKS)))
         infos = {dev: netlink.link_info(dev) for dev in underlays}  # validates names first
-        from pyovl import kernel  # noqa: PLC0415
+        from pyovl.dataplane import kernel  # noqa: PLC0415
 
         err = kernel.bpf_syscall_problem()
         if err:

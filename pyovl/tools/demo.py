@@ -1,6 +1,6 @@
 """scripts/demo: the lab, brought up and shown working.
 
-Brings up the namespace lab (pyovl/lab.py: three hosts, a point-to-point
+Brings up the namespace lab (pyovl/tools/lab.py: three hosts, a point-to-point
 overlay and a files overlay with two VLANs, each host its own daemon), then
 shows: pings on every path, a 200 MB TCP transfer with its checksum across
 hosts on each overlay, show-overlay (default, -t, -f), a metrics excerpt, and
@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-from pyovl.lab import Lab, guest_ip
-from pyovl.topo import sh
+from pyovl.tools.lab import Lab, guest_ip
+from pyovl.tools.topo import sh
 
 SENDER = ("import hashlib,random,socket,sys;r=random.Random(1);h=hashlib.sha256();"
           "s=socket.create_connection((sys.argv[1],5001));n=200*2**20\n"

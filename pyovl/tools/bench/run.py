@@ -1,8 +1,8 @@
 """scripts/bench: measure pyovl against the kernel's vxlan device.
 
-    python -m pyovl.bench.run [--quick] [--reps N] [--out DIR]
+    python -m pyovl.tools.bench.run [--quick] [--reps N] [--out DIR]
 
-Builds the topologies of pyovl/bench/topo.py (routed, kernel, pyovl-tc,
+Builds the topologies of pyovl/tools/bench/topo.py (routed, kernel, pyovl-tc,
 pyovl-xdp) side by side, then runs every traffic measurement on every mode
 in rotated order, --reps times; reports medians and spread (min-max); then
 BPF_PROG_RUN costs, the miss path and control-plane scale. Writes
@@ -22,10 +22,10 @@ import sys
 import time
 
 from pyovl import __version__
-from pyovl.bench import profile, progrun, scale, topo, traffic
-from pyovl.topo import sweep
+from pyovl.tools.bench import profile, progrun, scale, topo, traffic
+from pyovl.tools.topo import sweep
 
-PREFIX = "pyovl-bench"
+PREFIX = topo.PREFIX  # the namespaces this run makes (and sweeps)
 
 
 def summary(xs: list[float]) -> dict:
@@ -90,19 +90,30 @@ def run(quick: bool, reps: int, out_dir: str) -> dict:
     big = max((k for k in res["prog_run_ns"] if k.isdigit()), key=int)  # "baseline", "runs" are not sizes
     res["memory_per_target_bytes"] = round(res["prog_run_ns"][big]["targets_memory_bytes"] / int(big), 1)
     print("miss path ...", file=sys.stderr, flush=True)
-    from pyovl import bench_misses
+    from pyovl.tools.bench import misses
 
-    res["miss_path"] = bench_misses.measure(200 if quick else 1000, 3 if quick else 20)
+    res["miss_path"] = misses.measure(200 if quick else 1000, 3 if quick else 20)
     print("scale ...", file=sys.stderr, flush=True)
     res["scale"] = {}
     for n in ((100, 1000) if quick else (1000, 10000)):
         res["scale"][str(n)] = {"pyovl": scale.pyovl_overlays(PREFIX, n), "kernel_vxlan": scale.kernel_vxlans(PREFIX, n)}
     res["scale_files"] = scale.pyovl_files_overlay(PREFIX, 10000 if quick else 100000)
+    print("engine ...", file=sys.stderr, flush=True)
+    res["engine"] = engine(quick)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(res, f, indent=1)
     chart(res, os.path.join(out_dir, "bench.png"))
     return res
+
+
+def engine(quick: bool = False) -> dict:
+    """VNICs against bridge ports, diff at scale, misses during a large up."""
+    from pyovl.tools.bench import misses  # noqa: PLC0415
+
+    nv, no = (100, 1000) if quick else (1000, 10000)
+    return {"vnics": scale.pyovl_vnics_and_diff(PREFIX, nv, no), "kernel_bridge": scale.kernel_bridge_ports(PREFIX, nv),
+            "misses_during_up": misses.measure_during_up(200 if quick else 1000, no)}
 
 
 def table(res: dict) -> str:

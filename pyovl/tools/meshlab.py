@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 
-from pyovl.lab import HostsLab
-from pyovl.topo import Topo, sh
+from pyovl.tools.lab import HostsLab
+from pyovl.tools.topo import Topo, sh
 
 NODES = {1: "dc1", 2: "dc1", 3: "dc2"}
 VNI = 300

@@ -12,7 +12,7 @@ import os
 import subprocess
 import uuid
 
-from pyovl.bpf import syscall
+from pyovl.dataplane import syscall
 
 
 def bpf_syscall_problem() -> str | None:

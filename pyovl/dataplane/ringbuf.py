@@ -15,7 +15,7 @@ import os
 import select
 import struct
 
-from pyovl.bpf import syscall
+from pyovl.dataplane import syscall
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30

@@ -1,6 +1,6 @@
 """Measure the miss path: miss -> first delivery latency, resolves per second.
 
-    python -m pyovl.bench_misses [--latency-misses N] [--bursts N]
+    python -m pyovl.tools.bench.misses [--latency-misses N] [--bursts N]
 
 Two hosts (namespaces) on a switch, a files overlay whose table holds
 --latency-misses MACs on host b; guest a sends one frame to each, 2 ms apart,
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from pyovl.topo import Topo, sweep
+from pyovl.tools.topo import Topo, sweep
 
 SENDER = r"""
 import socket, struct, sys, time

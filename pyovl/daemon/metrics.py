@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from pyovl import __version__
-from pyovl.bpf import abi
+from pyovl.dataplane import abi
 
 DIRECTIONS = {"tx": (abi.Stat.TX_PACKETS, abi.Stat.TX_BYTES), "rx": (abi.Stat.RX_PACKETS, abi.Stat.RX_BYTES),
               "local": (abi.Stat.LOCAL_PACKETS, abi.Stat.LOCAL_BYTES)}

@@ -13,7 +13,7 @@ import ctypes as C
 import os
 from collections.abc import Iterator
 
-from pyovl.bpf import abi, syscall
+from pyovl.dataplane import abi, syscall
 from pyovl.errors import StateError
 
 

@@ -18,11 +18,13 @@ guest gets on a 1500 underlay), routed guests 1500.
 from __future__ import annotations
 
 from pyovl import netns
-from pyovl.datapath import Datapath
-from pyovl.topo import Topo, sh
+from pyovl.dataplane.datapath import Datapath
+from pyovl.tools.topo import Topo, sh
 
 MODES = ("routed", "kernel", "pyovl-tc", "pyovl-xdp")
 MAC_A, MAC_B = "02:08:20:09:00:01", "02:08:20:09:00:02"
+
+PREFIX = "pyovl-bench"  # every namespace a benchmark makes starts with this
 
 
 class Pair:

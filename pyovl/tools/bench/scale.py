@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from pyovl.topo import sh, sweep_ns
+from pyovl.tools.topo import sh, sweep_ns
 
 
 def _mem_available_kb() -> int:
@@ -39,8 +39,8 @@ def _host(ns: str) -> None:
 
 def _map_memory(instance: str) -> int:
     """The kernel's account (fdinfo memlock) of the maps an overlay uses."""
-    from pyovl.bpf import syscall  # noqa: PLC0415
-    from pyovl.netns import pin_dir  # noqa: PLC0415
+    from pyovl.dataplane import syscall  # noqa: PLC0415
+    from pyovl.dataplane.loader import pin_dir  # noqa: PLC0415
 
     total = 0
     for name in ("overlays", "flood", "listen_ports"):
@@ -235,14 +235,14 @@ def kernel_bridge_ports(prefix: str, n: int) -> dict:
         t0 = time.monotonic()
         p = subprocess.run(["ip", "-n", ns, "-batch", f.name], capture_output=True, text=True)
         secs = time.monotonic() - t0
-        return {"seconds": round(secs, 3), "per_port_ms": round(secs * 1000 / n, 2), "ok": p.returncode == 0,
-                "error": p.stderr.strip()[:200]}
+        return {"ports": n, "seconds": round(secs, 3), "per_port_ms": round(secs * 1000 / n, 2),
+                "ok": p.returncode == 0, "error": p.stderr.strip()[:200]}
     finally:
         os.unlink(f.name)
         sweep_ns(ns)
 
 
-if __name__ == "__main__":  # python -m pyovl.bench.scale [VNICS OVERLAYS]
+if __name__ == "__main__":  # python -m pyovl.tools.bench.scale [VNICS OVERLAYS]
     nv, no = (int(a) for a in (sys.argv[1:3] or ("1000", "10000")))
     print(json.dumps({"pyovl": pyovl_vnics_and_diff("bsc", nv, no), "kernel_bridge": kernel_bridge_ports("bsc", nv)},
                      indent=1))

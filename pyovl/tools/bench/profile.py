@@ -11,7 +11,7 @@ chain sorted into
 
 so "an overlay that cost nothing" is a number: busy / (busy - overlay) is the
 most a cheaper data path could gain on that load. Needs perf (linux-perf);
-without it the result says so. python -m pyovl.bench.profile [--tcp]
+without it the result says so. python -m pyovl.tools.bench.profile [--tcp]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from pyovl.bench import topo, traffic
+from pyovl.tools.bench import topo, traffic
 
 OVERLAY_FRAMES = {
     "pyovl-tc": re.compile(r"^(cls_bpf_classify|bpf_prog_\w+_ovl_\w+)$"),
@@ -103,7 +103,8 @@ def main() -> int:
     ap.add_argument("--tcp", action="store_true", help="single-stream TCP instead of 64-byte UDP")
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    from pyovl.bench.run import PREFIX, sweep  # noqa: PLC0415
+    from pyovl.tools.bench.topo import PREFIX  # noqa: PLC0415
+    from pyovl.tools.topo import sweep  # noqa: PLC0415
 
     sweep(PREFIX)
     try:

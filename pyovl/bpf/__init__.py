@@ -1,1 +1,0 @@
-"""The BPF side of pyovl: ABI mirror, syscalls, maps, loader and test runs."""
