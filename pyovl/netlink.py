@@ -13,10 +13,29 @@ import os
 import subprocess
 from contextlib import contextmanager
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from pyovl.errors import KernelError, UsageError
+
+
+class NetlinkError(Exception):
+    """Stands in for pyroute2's until _iproute() imports it: pyroute2 costs
+    about 0.1 s to import, which a `diff` need not pay (its facts come from
+    raw rtnetlink dumps below). Nothing raises this placeholder; every
+    pyroute2 call comes after the import that rebinds the name."""
+
+
+_IPRoute = None
+
+
+def _iproute(**kw):
+    """A pyroute2 IPRoute socket (imported on first use)."""
+    global _IPRoute, NetlinkError
+    if _IPRoute is None:
+        from pyroute2 import IPRoute  # noqa: PLC0415
+        from pyroute2.netlink.exceptions import NetlinkError as Real  # noqa: PLC0415
+
+        _IPRoute, NetlinkError = IPRoute, Real
+    return _IPRoute(**kw)
 
 TC_INGRESS = "ffff:fff2"
 FILTER_HANDLE = 0xC0DE  # pyovl's filter, found again by handle and prio
@@ -27,7 +46,7 @@ XDP_FLAGS_SKB = 1 << 1
 
 @contextmanager
 def _ipr():
-    ipr = IPRoute()
+    ipr = _iproute()
     try:
         yield ipr
     finally:
@@ -230,7 +249,7 @@ def create_vnic(host: str, guest: str, mac: str, mtu: int, netns: str | None,
             if netns:
                 ipr.link("set", index=g, net_ns_fd=netns)
             ipr.link("set", index=h, state="up")
-            ns = IPRoute(netns=netns) if netns else ipr
+            ns = _iproute(netns=netns) if netns else ipr
             try:
                 g = _index(ns, tmp)
                 try:
@@ -291,7 +310,7 @@ def guest_set(guest: str, netns: str | None, mtu: int | None = None,
     """Change a VNIC's guest end in place: MTU and addresses."""
     if netns and not _netns_exists(netns):
         raise UsageError("the namespace %s of VNIC %s is gone" % (netns, guest))
-    ns = IPRoute(netns=netns) if netns else IPRoute()
+    ns = _iproute(netns=netns) if netns else _iproute()
     try:
         idx = ns.link_lookup(ifname=guest)
         if not idx:
@@ -321,7 +340,7 @@ def link_exists(name: str, netns: str | None = None) -> bool:
     # IPRoute(netns=X) creates X when it is missing: look before opening.
     if netns and not _netns_exists(netns):
         return False
-    ns = IPRoute(netns=netns) if netns else IPRoute()
+    ns = _iproute(netns=netns) if netns else _iproute()
     try:
         return bool(ns.link_lookup(ifname=name))
     finally:
@@ -331,7 +350,7 @@ def link_exists(name: str, netns: str | None = None) -> bool:
 def netns_links(netns: str) -> list[str]:
     if not _netns_exists(netns):
         return []
-    ns = IPRoute(netns=netns)
+    ns = _iproute(netns=netns)
     try:
         return [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
     finally:
@@ -469,10 +488,25 @@ def _dump_bodies(sk, seq: int, mtype: int):
 
 
 def addresses_snapshot() -> list[tuple[str, int, int, int]]:
-    """Every address here: (address, family, scope, ifindex)."""
-    with _ipr() as ipr:
-        return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["family"], a["scope"], a["index"])
-                for a in ipr.get_addr()]
+    """Every address here: (address, family, scope, ifindex), from a raw
+    RTM_GETADDR dump (pyroute2 would be imported for this alone)."""
+    import socket  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    out = []
+    sk = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sk.bind((0, 0))
+        # nlmsghdr + ifaddrmsg, RTM_GETADDR (22), NLM_F_REQUEST|NLM_F_DUMP, every family
+        sk.send(struct.pack("=IHHII", 24, 22, 0x301, 1, 0) + struct.pack("=BBBBI", 0, 0, 0, 0, 0))
+        for body in _dump_bodies(sk, 1, 20):  # RTM_NEWADDR (20)
+            fam, _plen, _flags, scope, idx = struct.unpack_from("=BBBBI", body)
+            raw = _attr(body[8:], 2) or _attr(body[8:], 1)  # IFA_LOCAL, else IFA_ADDRESS
+            if raw and fam in (socket.AF_INET, socket.AF_INET6):
+                out.append((socket.inet_ntop(fam, raw), fam, scope, idx))
+    finally:
+        sk.close()
+    return out
 
 
 def tc_programs(ifindexes: dict[str, int]) -> dict[str, str | None]:

@@ -299,13 +299,12 @@ def up(ctx, file, detach, no_daemon, check):
       pyovl up /etc/pyovl/overlay.json          # foreground, for systemd
       pyovl --netns host1 up -d host1.json      # background
     """
-    from pyovl.config.load import load_file  # noqa: PLC0415
     from pyovl.daemon import client  # noqa: PLC0415
     from pyovl.daemon.server import Daemon, check_bindable  # noqa: PLC0415
     from pyovl.engine.declare import UpFile  # noqa: PLC0415
     from pyovl.engine.engine import Engine, lock_fd  # noqa: PLC0415
 
-    cfg = load_file(file)
+    # FILE is read once, by whoever applies it (a daemon reads it itself)
     change = UpFile(path=os.path.abspath(file))
     inst = _instance(ctx)
     if check:
@@ -319,14 +318,14 @@ def up(ctx, file, detach, no_daemon, check):
         return
     fd = lock_fd(inst)
     try:
-        if not no_daemon:
-            check_bindable(cfg.metrics)  # before anything changes: a daemon that cannot start is a bad file
         eng = Engine(inst)
-        for line in eng.submit(change):
+        # before anything changes: a daemon that could not start makes it a bad file
+        bindable = None if no_daemon else (lambda want: check_bindable(want.decl.metrics))
+        for line in eng.submit(change, check=bindable):
             click.echo(line)
         if no_daemon:
             return
-        serve(Daemon(eng, cfg.metrics, lock=fd), detach)
+        serve(Daemon(eng, eng.applied.metrics, lock=fd), detach)
     finally:
         os.close(fd)
 
@@ -346,11 +345,8 @@ def diff_cmd(ctx, file, as_json):
       pyovl diff /etc/pyovl/overlay.json
       pyovl diff --json
     """
-    from pyovl.config.load import load_file  # noqa: PLC0415
     from pyovl.engine.declare import Reconcile, UpFile  # noqa: PLC0415
 
-    if file:
-        load_file(file)
     change = UpFile(path=os.path.abspath(file)) if file else Reconcile()
     actions = _engine(ctx).diff(change)
     if as_json:

@@ -82,10 +82,13 @@ def parse_ip(raw: object) -> str | None:
     return values.canonical_ip(raw)
 
 
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")  # built once: it was built per check
+
+
 def _v4_compatible_or_6to4(ip: ipaddress._BaseAddress) -> bool:
     if ip.version != 6:
         return False
-    return (ip.packed[:12] == b"\0" * 12 and int(ip) > 1) or ip in ipaddress.ip_network("2002::/16")
+    return (ip.packed[:12] == b"\0" * 12 and int(ip) > 1) or ip in SIX_TO_FOUR
 
 
 def check_listen_ip(val: str) -> str | None:

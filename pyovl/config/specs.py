@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from pyovl.config import props as P
-from pyovl.values import mac_bytes
+from pyovl.values import ip, mac_bytes
 from pyovl.errors import UsageError, show
 from pyovl.lookup import registry
 
@@ -138,7 +138,7 @@ def build_overlay(name: str, encap: str | None, search: str | None, vnetid: obje
             elif spec.required:
                 raise UsageError("unset required property: %s" % key)
     if search == "direct":
-        lip, dip = (ipaddress.ip_address(values[k]) for k in ("vxlan/listen_ip", "direct/dest_ip"))
+        lip, dip = (ip(values[k]) for k in ("vxlan/listen_ip", "direct/dest_ip"))
         if lip.version != dip.version:
             raise UsageError("direct/dest_ip %s and vxlan/listen_ip %s are of different IP versions" % (dip, lip))
     return OverlaySpec(name=name, vnetid=vni, encap=encap, search=search, props=values, rule=rule)

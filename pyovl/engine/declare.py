@@ -22,6 +22,7 @@ Rules kept from dladm and `pyovl up`:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -109,6 +110,11 @@ class UpFile(Change):
     path: str = ""
 
     def config(self) -> Config:
+        """The file, read and validated once per change object."""
+        return self._config
+
+    @functools.cached_property
+    def _config(self) -> Config:
         return load_file(self.path)
 
     def declare(self, decl: Declaration) -> Declaration:

@@ -100,9 +100,12 @@ class Engine:
     def diff(self, change: D.Change) -> list[Action]:
         return self.prepare(change).actions
 
-    def submit(self, change: D.Change, hold=None) -> list[str]:
-        """Apply change; returns one line per action done."""
+    def submit(self, change: D.Change, hold=None, check=None) -> list[str]:
+        """Apply change; returns one line per action done. check(wanted), if
+        given, runs after every other check and before anything changes."""
         p = self.prepare(change, forget_stale=True)
+        if check is not None:
+            check(p.want)
         self.dp.forget_ids()  # another writer may have run since this Datapath last looked
         applier = Applier(self, p.before, p.want, p.rec, hold)
         try:

@@ -15,6 +15,7 @@ netlink dumps, not 10k.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from dataclasses import dataclass, field
@@ -48,8 +49,19 @@ class OverlayFact:
         point = ov.mode == abi.MODE_POINT
         dest = None
         if point:
-            dest = (str(ov.point.ip.ip()), socket.ntohs(ov.point.port), bool(ov.point.flags & abi.DEST_F_ENCRYPT))
-        return cls(ov.id, point, str(ov.listen_ip.ip()), socket.ntohs(ov.listen_port), ov.mtu, dest)
+            dest = (_text(ov.point.ip), socket.ntohs(ov.point.port), bool(ov.point.flags & abi.DEST_F_ENCRYPT))
+        return cls(ov.id, point, _text(ov.listen_ip), socket.ntohs(ov.listen_port), ov.mtu, dest)
+
+
+@functools.lru_cache(maxsize=4096)
+def _addr_text(raw: bytes) -> str:
+    return str(abi.Addr.from_buffer_copy(raw).ip())
+
+
+def _text(addr: abi.Addr) -> str:
+    """An address in the maps as text; 10k overlays name a few addresses,
+    and ipaddress made from bytes is slow (a third of a 10k-overlay diff)."""
+    return _addr_text(bytes(addr))
 
 
 @dataclass(frozen=True)
