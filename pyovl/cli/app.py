@@ -302,7 +302,7 @@ def up(ctx, file, detach, no_daemon, check):
     from pyovl.daemon import client  # noqa: PLC0415
     from pyovl.daemon.server import Daemon, check_bindable  # noqa: PLC0415
     from pyovl.engine.declare import UpFile  # noqa: PLC0415
-    from pyovl.engine.engine import Engine, lock_fd  # noqa: PLC0415
+    from pyovl.engine.engine import Engine, lock_fd, release_lock  # noqa: PLC0415
 
     # FILE is read once, by whoever applies it (a daemon reads it itself)
     change = UpFile(path=os.path.abspath(file))
@@ -327,7 +327,7 @@ def up(ctx, file, detach, no_daemon, check):
             return
         serve(Daemon(eng, eng.applied.metrics, lock=fd), detach)
     finally:
-        os.close(fd)
+        release_lock(inst, fd)  # a detached daemon holds its own copy
 
 
 @cli.command("diff")
@@ -443,14 +443,12 @@ def down(ctx):
     overlays, programs, pins and state (persistent state too)."""
     from pyovl.daemon import client  # noqa: PLC0415
     from pyovl.engine.declare import Down  # noqa: PLC0415
-    from pyovl.engine.engine import remove_lock  # noqa: PLC0415
     from pyovl.state import remove  # noqa: PLC0415
 
     inst = _instance(ctx)
     client.stop_running(inst)  # the daemon first: it would answer misses into a data path going away
-    _submit(ctx, Down())
     remove(client.log_path(inst))
-    remove_lock(inst)
+    _submit(ctx, Down())  # the last out removes the lock and the run directory
 
 
 @cli.command("up-overlay", hidden=True)

@@ -48,7 +48,7 @@ from pyovl.config.load import check_hostport
 from pyovl.config.specs import OverlaySpec
 from pyovl.daemon.client import pid_path, socket_path
 from pyovl.engine import declare, targets
-from pyovl.engine.engine import Engine, lock_fd
+from pyovl.engine.engine import Engine, lock_fd, release_lock
 from pyovl import netns
 from pyovl.errors import PyovlError, StateError, UsageError
 from pyovl.inputs import BadJson, decode_json
@@ -611,7 +611,7 @@ class Daemon:
             self._serve(ready)
         finally:
             if own_lock:
-                os.close(self.lock_fd)
+                release_lock(self.instance, self.lock_fd)
                 self.lock_fd = None
 
     def _serve(self, ready) -> None:

@@ -14,7 +14,7 @@ import time
 
 from pyovl.daemon import client
 from pyovl.engine.declare import Change
-from pyovl.engine.engine import Engine, lock_fd
+from pyovl.engine.engine import Engine, lock_fd, release_lock
 from pyovl.errors import StateError
 
 SUBMIT_TIMEOUT_S = 900.0  # a daemon applying 10k overlays answers when done
@@ -29,8 +29,6 @@ def submit(instance: str, change: Change) -> list[str]:
 def run(instance: str, req: dict, local) -> dict:
     """Send req to the daemon, or (none serving) call local(Engine) under
     the instance lock; local returns the reply's "done" list."""
-    import os  # noqa: PLC0415
-
     deadline = time.monotonic() + WAIT_S
     while True:
         reply = client.request(instance, req, timeout=SUBMIT_TIMEOUT_S)
@@ -45,4 +43,4 @@ def run(instance: str, req: dict, local) -> dict:
         try:
             return {"ok": True, "done": local(Engine(instance))}
         finally:
-            os.close(fd)
+            release_lock(instance, fd)

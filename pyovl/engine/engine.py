@@ -157,25 +157,42 @@ def lock(instance: str, wait_s: float = LOCK_WAIT_S):
 
 
 def lock_fd(instance: str, wait_s: float = LOCK_WAIT_S) -> int:
-    """Take the instance lock; the caller closes the fd to release it (a
-    forked daemon inherits it)."""
+    """Take the instance lock; release_lock() (or closing the fd) releases
+    it (a forked daemon inherits it). The lock file may be unlinked by a
+    holder that leaves nothing else behind (release_lock): a lock taken on
+    a file no longer at the path is worthless, so it is taken again."""
     import time  # noqa: PLC0415
 
-    d = os.path.join(run_root(), instance)
-    os.makedirs(d, exist_ok=True)
-    fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    path = os.path.join(run_root(), instance, "lock")
     deadline = time.monotonic() + wait_s
     while True:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
         except BlockingIOError:
+            os.close(fd)
             if time.monotonic() >= deadline:
-                os.close(fd)
                 raise StateError("instance %s is busy: another pyovl command holds its lock" % instance) from None
             time.sleep(0.05)
+            continue
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # unlinked by the holder before us: lock the file that is there now
 
 
-def remove_lock(instance: str) -> None:
-    remove(os.path.join(run_root(), instance, "lock"))
-
+def release_lock(instance: str, fd: int) -> None:
+    """Release the lock; when the instance keeps nothing else in its run
+    directory (a command that changed nothing, or `down`), remove the lock
+    file and the directory too, while still holding it (see lock_fd)."""
+    d = os.path.join(run_root(), instance)
+    try:
+        if os.listdir(d) == ["lock"]:
+            remove(os.path.join(d, "lock"))  # and the directory, and the root, once empty
+    except OSError:
+        pass
+    os.close(fd)

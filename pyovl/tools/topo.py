@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import subprocess
 
-from pyroute2 import IPRoute, netns as pr_netns
+from pyroute2 import IPRoute
 
 from pyovl import netlink, netns
 
@@ -31,7 +31,7 @@ class Topo:
 
     def ns(self, name: str) -> str:
         full = "%s-%s" % (self.prefix, name)
-        pr_netns.create(full)
+        netns.create(full)  # visible to every tool, like ip netns add
         self.namespaces.append(full)
         sh("ip", "link", "set", "lo", "up", ns=full)
         return full
@@ -95,10 +95,7 @@ def sweep_ns(name: str) -> None:
     pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
     for pid in pids:
         subprocess.run(["kill", "-9", pid], capture_output=True)
-    try:
-        pr_netns.remove(name)
-    except OSError:
-        pass
+    netns.remove(name)
     from pyovl.dataplane import loader  # noqa: PLC0415
 
     try:
@@ -109,6 +106,6 @@ def sweep_ns(name: str) -> None:
 
 
 def sweep(prefix: str) -> None:
-    for name in pr_netns.listnetns():
+    for name in netns.names():
         if name.startswith(prefix + "-"):
             sweep_ns(name)
