@@ -99,16 +99,6 @@ class Lab:
                 time.sleep(0.1)
 
 
-@pytest.fixture
-def lab(topo, tmp_path):
-    lab = Lab(topo, tmp_path)
-    yield lab
-    for h in "abc":
-        lab.pyovl(h, "down", check=False)
-    for g in lab.guest.values():
-        subprocess.run(["ip", "netns", "del", g], capture_output=True)
-
-
 def ping(ns, ip, count=1, wait="1"):
     return sh("ping", "-c", str(count), "-W", wait, "-i", "0.2", ip, ns=ns, check=False)
 

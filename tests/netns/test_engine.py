@@ -2,7 +2,8 @@
 bad input, namespaces every tool can see. Real programs, daemons, traffic.
 
 Same topology as test_daemon.py (three hosts on one switch, files overlay
-vnetid 42, one guest per host); here the tests change hosts while they run.
+vnetid 42, one guest per host; the `lab` fixture in conftest.py); here the
+tests change hosts while they run.
 
    [ga]            [gb]            [gc]        guests 10.42.0.1-3
    [ha .1]         [hb .2]         [hc .3]     198.18.0.x
@@ -20,22 +21,12 @@ import time
 
 import pytest
 from test_cli_helpers import PYOVL
-from test_daemon import IP4, IP6, MAC, UL, Lab, ping
+from test_daemon import IP4, IP6, MAC, UL, ping
 
 from pyovl.engine.facts import host_end_name
 from pyovl.tools.topo import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.root, pytest.mark.bpf, pytest.mark.slow]
-
-
-@pytest.fixture
-def lab(topo, tmp_path):
-    lab = Lab(topo, tmp_path)
-    yield lab
-    for h in "abc":
-        lab.pyovl(h, "down", check=False)
-    for g in lab.guest.values():
-        subprocess.run(["ip", "netns", "del", g], capture_output=True)
 
 
 def host_file(lab, h, **extra):
