@@ -98,6 +98,12 @@ def test_up_repairs_drift_and_diff_is_empty_after_up(lab):
     r = ping(lab.guest["a"], IP4["b"])
     assert r.returncode == 0, r.stdout
     assert lab.pyovl("a", "diff", fa).stdout == ""
+    # a guest namespace deleted by hand takes the VNIC with it: up makes both again
+    sh("ip", "netns", "del", lab.guest["a"])
+    assert lab.pyovl("a", "diff").stdout == "-/+ VNIC g0\n-/+ VNIC g0 (host end %s missing)\n" % host
+    lab.pyovl("a", "up", "-d", fa)
+    assert lab.guest["a"] in sh("ip", "netns", "list").stdout
+    assert ping(lab.guest["a"], IP4["b"]).returncode == 0
     # the decap program detached by hand comes back the same way
     sh("tc", "filter", "del", "dev", "ul0", "ingress", ns=lab.host["a"])
     assert lab.pyovl("a", "diff").stdout == "+ underlay ul0 (tc)\n"
