@@ -303,7 +303,7 @@ def test_keygen_ignores_files_that_only_start_with_a_node_name(tmp_path):
     (b'{"mesh": ' + b"1" * 5000 + b"}", "too many digits"),
 ])
 def test_mesh_keygen_inventory(tmp_path, data, match):
-    from pyovl.cli.app import mesh_keygen
+    from pyovl.cli.mesh import mesh_keygen
 
     p = tmp_path / "inv.json"
     p.write_bytes(data)
