@@ -47,6 +47,7 @@ from pyovl.dataplane.ringbuf import RingBuffer
 from pyovl.config.load import check_hostport
 from pyovl.config.specs import OverlaySpec
 from pyovl.daemon.client import pid_path, socket_path
+from pyovl.dataplane.datapath import drop_dest, valid_dest
 from pyovl.engine import declare, targets
 from pyovl.engine.engine import Engine, lock_fd, release_lock
 from pyovl import netns
@@ -236,11 +237,9 @@ class Daemon:
                 dest = self._dests.get(ans)
                 if dest is None:
                     ip, enc = self._resolve(ans.ip)
-                    dest = self._dests[ans] = abi.Dest(ip=abi.Addr.of(ip), port=socket.htons(ans.port),
-                                                       state=abi.TARGET_VALID,
-                                                       flags=abi.DEST_F_ENCRYPT if enc else 0)
+                    dest = self._dests[ans] = valid_dest(ip, ans.port, encrypt=enc)
             else:
-                dest = abi.Dest(state=abi.TARGET_DROP, expiry_ns=time.monotonic_ns() + int(DROP_TTL_S * 1e9))
+                dest = drop_dest(time.monotonic_ns() + int(DROP_TTL_S * 1e9))
                 self._drops.append((dest.expiry_ns, key))
             self.dp.put_target(key, dest, track_peers=inst.strict)
             self.dp.maps.pending.delete(key)

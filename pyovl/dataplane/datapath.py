@@ -38,9 +38,17 @@ check_ip = values.ip
 check_mac = values.mac
 
 
-def _dest(ip: str, port: int, state: int = abi.TARGET_VALID, encrypt: bool = False) -> abi.Dest:
-    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=state,
+def valid_dest(ip: str, port: int, encrypt: bool = False) -> abi.Dest:
+    """A targets-map value sending to ip:port (encrypt: an IPsec mesh peer).
+    This module builds the map values; callers never fill ABI structs."""
+    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=abi.TARGET_VALID,
                     flags=abi.DEST_F_ENCRYPT if encrypt else 0)
+
+
+def drop_dest(expiry_ns: int = 0) -> abi.Dest:
+    """A targets-map value that drops; expiry_ns (monotonic) 0: never expires,
+    else the data path treats it as a miss again once it has passed."""
+    return abi.Dest(state=abi.TARGET_DROP, expiry_ns=expiry_ns)
 
 
 class Datapath:
@@ -168,7 +176,7 @@ class Datapath:
         lo, hi = sport_range
         if not (1 <= lo <= hi <= 65535):
             raise UsageError("invalid source port range %d-%d" % (lo, hi))
-        pdest = _dest(point[0], point[1], encrypt=point_encrypt) if point else None
+        pdest = valid_dest(point[0], point[1], encrypt=point_encrypt) if point else None
         if src_ip is None:
             src_ip = self._pick_src(lip, point[0] if point else None)
         sip = check_ip(src_ip, "source address")
@@ -333,10 +341,9 @@ class Datapath:
             raise UsageError("overlay %d is point-to-point: it has no target table" % vni)
         key = abi.L2Key.of(vni, raw)
         if drop:
-            dest = abi.Dest(state=abi.TARGET_DROP,
-                            expiry_ns=time.monotonic_ns() + int(ttl_s * 1e9) if ttl_s else 0)
+            dest = drop_dest(time.monotonic_ns() + int(ttl_s * 1e9) if ttl_s else 0)
         else:
-            dest = _dest(ip, port if port else DEFAULT_PORT, encrypt=encrypt)
+            dest = valid_dest(ip, port if port else DEFAULT_PORT, encrypt=encrypt)
         self._peer_release(key)
         self.maps.targets.put(key, dest)
         if not drop:
