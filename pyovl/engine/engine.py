@@ -12,16 +12,16 @@ the engine plans back to the declaration it started from and applies that
 
 Who runs it: the daemon while it serves (the one writer; `hold` is its lock,
 taken per action), else the CLI command itself under the instance lock
-(lock(); an flock, so two commands never interleave). The daemon takes the
-same lock for its whole life.
+(lock_fd() / release_lock(): an flock, so two commands never interleave).
+The daemon takes the same lock for its whole life.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from pyovl import netns
@@ -145,24 +145,11 @@ class Engine:
             return "; rolling back failed too (%s): run 'pyovl diff' to see what is left" % e2
 
 
-@contextlib.contextmanager
-def lock(instance: str, wait_s: float = LOCK_WAIT_S):
-    """The instance lock (flock on <run root>/<instance>/lock). Held by a CLI
-    command running the engine itself, and by the daemon while it serves."""
-    fd = lock_fd(instance, wait_s)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def lock_fd(instance: str, wait_s: float = LOCK_WAIT_S) -> int:
     """Take the instance lock; release_lock() (or closing the fd) releases
     it (a forked daemon inherits it). The lock file may be unlinked by a
     holder that leaves nothing else behind (release_lock): a lock taken on
     a file no longer at the path is worthless, so it is taken again."""
-    import time  # noqa: PLC0415
-
     path = os.path.join(run_root(), instance, "lock")
     deadline = time.monotonic() + wait_s
     while True:
