@@ -90,6 +90,13 @@ class _two_hosts:
         self.misses = misses
 
     def __enter__(self):
+        try:
+            return self._setup()
+        except BaseException:
+            self.__exit__()  # __exit__ is not called when __enter__ fails: nothing may stay behind
+            raise
+
+    def _setup(self):
         self.tmp = tmp = tempfile.mkdtemp(prefix="pyovl-bm-")
         self.env = env = dict(os.environ, PYOVL_RUN_ROOT=tmp + "/run", PYOVL_STATE_ROOT=tmp + "/lib")
         self.pyovl = pyovl = os.path.join(os.path.dirname(sys.executable), "pyovl")
@@ -128,10 +135,13 @@ class _two_hosts:
         return ha, env, tmp, pyovl, status, send
 
     def __exit__(self, *exc):
-        subprocess.run([self.pyovl, "--netns", "pyovl-bm-ha", "down"], env=self.env, capture_output=True)
-        self.t.destroy()
+        if hasattr(self, "pyovl"):
+            subprocess.run([self.pyovl, "--netns", "pyovl-bm-ha", "down"], env=self.env, capture_output=True)
+        if hasattr(self, "t"):
+            self.t.destroy()
         subprocess.run(["ip", "netns", "del", "pyovl-bm-ga"], capture_output=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if hasattr(self, "tmp"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def measure(latency_misses: int = 1000, bursts: int = 20) -> dict:
