@@ -34,6 +34,7 @@ from pyovl.engine.intent import Wanted, WantOverlay, WantVnic
 # a change of any of these recreates the object (illumos: they are fixed at create time)
 REPLACE_OVERLAY = ("vnetid", "encap", "search")
 REPLACE_VNIC = ("over", "netns", "vlan")  # and the MAC in use
+ACTIONS = {"+": "create", "~": "change", "-/+": "replace", "-": "remove"}  # --json's words for the symbols
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class Action:
         return "%s %s %s%s" % (self.symbol, self.what, self.name, " (%s)" % self.why if self.why else "")
 
     def to_json(self) -> dict:
-        return {"action": "replace" if self.replace else self.op, "object": self.what, "name": self.name,
-                "why": self.why}
+        # from the symbol: a PutOverlay or AttachUnderlay may be a change in place
+        return {"action": ACTIONS[self.symbol], "object": self.what, "name": self.name, "why": self.why}
 
 
 @dataclass(frozen=True)

@@ -199,3 +199,11 @@ def test_every_action_has_a_phase_and_a_symbol():
         a = cls("x")
         assert isinstance(a.phase, int) and a.symbol in ("+", "~", "-", "-/+")
         assert a.to_json()["name"] == "x"
+
+
+def test_json_names_what_the_line_shows():
+    assert P.PutOverlay("ov0", create=False).to_json()["action"] == "change"
+    assert P.PutOverlay("ov0").to_json()["action"] == "create"
+    assert P.AttachUnderlay("ul0", hook="xdp", previous="tc").to_json()["action"] == "change"
+    assert P.RemoveVnic("g1", replace=True).to_json()["action"] == "replace"
+    assert P.RemoveOverlay("ov0").to_json()["action"] == "remove"
