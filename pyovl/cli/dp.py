@@ -7,6 +7,7 @@ import json
 
 import click
 
+from pyovl import values
 from pyovl.cli.base import Group, cli, instance_of
 from pyovl.errors import UsageError
 
@@ -35,12 +36,6 @@ def _dp_write(ctx, call: str, **args) -> None:
 
     writer.run(instance_of(ctx), {"op": "dp", "call": call, "args": args},
                lambda eng: targets.dp_call(eng.dp, call, args) or [])
-
-
-def _hostport(value: str, what: str) -> tuple[str, int]:
-    from pyovl.engine.targets import parse_dest  # noqa: PLC0415
-
-    return parse_dest(value, what)
 
 
 @dp.command("init")
@@ -84,7 +79,7 @@ def dp_add_overlay(ctx, vnetid, listen_ip, listen_port, point, source, sport_ran
     except ValueError:
         raise UsageError("--sport-range must be MIN-MAX, got %r" % sport_range) from None
     _dp_write(ctx, "add_overlay", vni=vnetid, listen_ip=listen_ip, listen_port=listen_port,
-              point=_hostport(point, "--point") if point else None, mtu=mtu, sport_range=rng, strict=strict,
+              point=values.hostport(point, "--point") if point else None, mtu=mtu, sport_range=rng, strict=strict,
               src_ip=source)
 
 
@@ -132,7 +127,7 @@ def dp_set_target(ctx, vnetid, mac, dest):
     if dest.lower() == "drop":
         _dp_write(ctx, "set_target", vni=vnetid, mac=mac, ip=None, drop=True)
     else:
-        ip, port = _hostport(dest, "destination")
+        ip, port = values.hostport(dest, "destination")
         _dp_write(ctx, "set_target", vni=vnetid, mac=mac, ip=ip, port=port)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pyovl.config import props as P
-from pyovl.errors import UsageError, show
-from pyovl.inputs import parse_json, read_file
+from pyovl import values
 from pyovl.config.rules import parse_create_args
 from pyovl.config.specs import IFNAME, RULE_NAME, OverlaySpec, VnicSpec, build_overlay, build_vnic, is_name
+from pyovl.errors import UsageError, show
+from pyovl.inputs import parse_json, read_file
 
 TOP_KEYS = {"overlays", "rules", "vnics", "daemon", "underlay", "mesh", "$schema", "comment"}
 OVERLAY_KEYS = {"encap", "search", "vnetid", "props", "rule"}
@@ -156,17 +156,11 @@ def parse_config(doc: object) -> Config:
 
 def check_hostport(value: object) -> str:
     """"IP:PORT" or "[IPv6]:PORT" -> its canonical text; UsageError otherwise."""
-    ok = None
-    if isinstance(value, str):
-        host, sep, port = value.rpartition(":")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        ip = P.parse_ip(host)
-        if sep and ip and re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535:
-            ok = ("[%s]:%d" if ":" in ip else "%s:%d") % (ip, int(port))
-    if ok is None:
-        raise UsageError("metrics address %s must be IP:PORT, e.g. 127.0.0.1:9134" % show(value))
-    return ok
+    try:
+        ip, port = values.hostport(value)
+    except UsageError:
+        raise UsageError("metrics address %s must be IP:PORT, e.g. 127.0.0.1:9134" % show(value)) from None
+    return ("[%s]:%d" if ":" in ip else "%s:%d") % (ip, port)
 
 
 def load_file(path: str) -> Config:

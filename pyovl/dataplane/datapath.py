@@ -31,17 +31,10 @@ DEFAULT_SPORT_RANGE = (32768, 60999)  # the kernel vxlan device's default
 HOOKS = ("auto", "tc", "xdp")
 
 
-# the value checks live in pyovl.values; these names stay for callers of the data-path API
-check_vni = values.vni
-check_port = values.port
-check_ip = values.ip
-check_mac = values.mac
-
-
 def valid_dest(ip: str, port: int, encrypt: bool = False) -> abi.Dest:
     """A targets-map value sending to ip:port (encrypt: an IPsec mesh peer).
     This module builds the map values; callers never fill ABI structs."""
-    return abi.Dest(ip=abi.Addr.of(check_ip(ip)), port=socket.htons(check_port(port)), state=abi.TARGET_VALID,
+    return abi.Dest(ip=abi.Addr.of(values.ip(ip)), port=socket.htons(values.port(port)), state=abi.TARGET_VALID,
                     flags=abi.DEST_F_ENCRYPT if encrypt else 0)
 
 
@@ -170,16 +163,16 @@ class Datapath:
                     src_ip: str | None = None, point_encrypt: bool = False) -> None:
         """Create or update the overlay for vni. point=(ip, port) makes it a
         POINT (direct) overlay, otherwise it is DYNAMIC (targets)."""
-        check_vni(vni)
-        lip = check_ip(listen_ip, "listen ip")
-        check_port(listen_port, "listen port")
+        values.vni(vni)
+        lip = values.ip(listen_ip, "listen ip")
+        values.port(listen_port, "listen port")
         lo, hi = sport_range
         if not (1 <= lo <= hi <= 65535):
             raise UsageError("invalid source port range %d-%d" % (lo, hi))
         pdest = valid_dest(point[0], point[1], encrypt=point_encrypt) if point else None
         if src_ip is None:
             src_ip = self._pick_src(lip, point[0] if point else None)
-        sip = check_ip(src_ip, "source address")
+        sip = values.ip(src_ip, "source address")
         if pdest and sip.version != pdest.ip.ip().version:
             raise UsageError("destination %s and source %s are of different IP versions" % (point[0], sip))
 
@@ -224,7 +217,7 @@ class Datapath:
         self.maps.listen_ports.put(key, abi.U32(max(n, 0)))
 
     def del_overlay(self, vni: int) -> None:
-        check_vni(vni)
+        values.vni(vni)
         ov = self.maps.overlays.get(abi.U32(vni))
         if ov is None:
             raise UsageError("no overlay with vnetid %d" % vni)
@@ -252,7 +245,7 @@ class Datapath:
     def add_port(self, ifname: str, vni: int, mac: str | None = None, vlan: int = 0) -> None:
         """Make ifname (a VNIC's host end) a port of overlay vni. mac is the
         guest's MAC; vlan its VLAN id (the data path tags and untags)."""
-        check_vni(vni)
+        values.vni(vni)
         if not isinstance(vlan, int) or not 0 <= vlan <= 4094:
             raise UsageError("invalid VLAN id %r: must be 0-4094" % (vlan,))
         info = netlink.link_info(ifname)
@@ -260,7 +253,7 @@ class Datapath:
             raise UsageError("no overlay with vnetid %d" % vni)
         if mac is None:
             raise UsageError("the MAC address of the guest behind %s is required" % ifname)
-        raw = check_mac(mac)
+        raw = values.mac(mac)
         idx = info["ifindex"]
         flags = abi.VNIC_F_PEER if info["kind"] == "veth" else 0
         old = self.maps.vnics.get(abi.U32(idx))
@@ -332,8 +325,8 @@ class Datapath:
         """Point (vni, mac) at ip:port, or at DROP (for ttl_s seconds when
         given: the data path treats an expired DROP as a miss again).
         encrypt: the destination is an IPsec mesh peer (see set_mesh)."""
-        check_vni(vni)
-        raw = check_mac(mac)
+        values.vni(vni)
+        raw = values.mac(mac)
         ov = self.maps.overlays.get(abi.U32(vni))
         if ov is None:
             raise UsageError("no overlay with vnetid %d" % vni)
@@ -369,8 +362,8 @@ class Datapath:
             self._keep_neighbour(str(dest.ip.ip()))
 
     def del_target(self, vni: int, mac: str) -> bool:
-        check_vni(vni)
-        key = abi.L2Key.of(vni, check_mac(mac))
+        values.vni(vni)
+        key = abi.L2Key.of(vni, values.mac(mac))
         self._peer_release(key)
         return self.maps.targets.delete(key)
 
@@ -400,8 +393,8 @@ class Datapath:
         plaintext VXLAN. Order matters for failing closed: peers and tunnels
         are written before targets point at them (the caller's job) and
         removed after."""
-        want_peers = {bytes(abi.Addr.of(check_ip(ip, "mesh peer address"))) for ip in encrypted}
-        want_tun = {check_port(p, "mesh port"): netlink.ifindex(dev) for p, dev in tunnels.items()}
+        want_peers = {bytes(abi.Addr.of(values.ip(ip, "mesh peer address"))) for ip in encrypted}
+        want_tun = {values.port(p, "mesh port"): netlink.ifindex(dev) for p, dev in tunnels.items()}
         want_ext = {netlink.ifindex(dev) for dev in externals}
         m = self.maps
         on = bool(want_peers or want_tun or want_ext)

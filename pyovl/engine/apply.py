@@ -58,12 +58,19 @@ class Applier:
         d = self.want.decl
         vnics = {}
         for n, vd in d.vnics.items():
-            vnics[n] = dict(vd.to_json(), created_netns=bool(self.rec["vnics"].get(n, {}).get("created_netns")))
+            vnics[n] = self._vnic_record(n, vd)
         self.rec["overlays"] = {n: od.to_json() for n, od in d.overlays.items()}
         self.rec["vnics"] = vnics
         self.rec["underlay"] = {"devices": list(d.underlay_devices), "hook": d.hook}
         self.rec["file"], self.rec["metrics"] = d.file, d.metrics
         self.ledger.commit(self.rec)
+
+    def _vnic_record(self, name: str, vd, created_netns: bool | None = None) -> dict:
+        """A VNIC's ledger record: its declaration and whether pyovl made its
+        namespace (kept from the record unless given)."""
+        if created_netns is None:
+            created_netns = bool((self.rec["vnics"].get(name) or {}).get("created_netns"))
+        return dict(vd.to_json(), created_netns=created_netns)
 
     # -- actions ------------------------------------------------------------------
     def _LoadPrograms(self, a: P.LoadPrograms) -> None:
@@ -134,8 +141,7 @@ class Applier:
         old = self.rec["vnics"].get(a.name) or {}
         kept_ns = bool(old.get("created_netns")) and (old.get("spec") or {}).get("netns") == v.netns
         create_ns = bool(v.netns) and not netns.exists(v.netns)
-        self.ledger.record(self.rec, "set", "vnics", a.name,
-                           dict(w.decl.to_json(), created_netns=create_ns or kept_ns))
+        self.ledger.record(self.rec, "set", "vnics", a.name, self._vnic_record(a.name, w.decl, create_ns or kept_ns))
         netlink.delete_link(w.host)  # an end left by an interrupted apply (the name is ours)
         if create_ns:
             netns.create(v.netns)
@@ -160,9 +166,7 @@ class Applier:
             netlink.guest_set(w.spec.name, w.spec.netns, mtu=a.mtu, add=a.add, remove=a.remove)
         if a.port:
             self.dp.add_port(w.host, w.vni, w.decl.mac, w.spec.vlan)
-        old = self.rec["vnics"].get(a.name) or {}
-        self.ledger.record(self.rec, "set", "vnics", a.name,
-                           dict(w.decl.to_json(), created_netns=bool(old.get("created_netns"))))
+        self.ledger.record(self.rec, "set", "vnics", a.name, self._vnic_record(a.name, w.decl))
 
     def _Teardown(self, a: P.Teardown) -> None:
         self.dp.teardown()

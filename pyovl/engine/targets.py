@@ -17,9 +17,6 @@ DP_CALLS = ("init", "add_overlay", "del_overlay", "add_port", "del_port", "set_t
             "teardown")
 
 
-parse_dest = values.hostport
-
-
 def modify(engine, name: object, delete: object = None, flush: bool = False, set_entry: object = None) -> list[str]:
     if sum(x is not None and x is not False for x in (delete, flush or None, set_entry)) != 1:
         raise UsageError("use exactly one of -d MAC, -f or -s MAC=IP:PORT|drop")
@@ -46,7 +43,7 @@ def modify(engine, name: object, delete: object = None, flush: bool = False, set
     if isinstance(dest, str) and dest.lower() == "drop":
         dp.set_target(spec.vnetid, mac, None, drop=True)
         return ["~ target %s (drop)" % mac]
-    ip, port = parse_dest(dest)
+    ip, port = values.hostport(dest)
     encrypt = False
     if decl.mesh is not None:
         r = decl.mesh.resolve(ip)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyovl.dataplane import datapath
+from pyovl import values
 from pyovl.dataplane import abi
 from pyovl.dataplane.source import flatten
 from pyovl.errors import UsageError
@@ -12,19 +12,19 @@ from pyovl.errors import UsageError
 
 @pytest.mark.parametrize("vni", [0, 1, 23, 0xFFFFFF])
 def test_vni_in_range(vni):
-    assert datapath.check_vni(vni) == vni
+    assert values.vni(vni) == vni
 
 
 @pytest.mark.parametrize("vni", [-1, 0x1000000, 2**32])
 def test_vni_out_of_range(vni):
     with pytest.raises(UsageError, match=r"vnetid .* out of range \(0-16777215\)"):
-        datapath.check_vni(vni)
+        values.vni(vni)
 
 
 @pytest.mark.parametrize("port", [0, 65536, -4])
 def test_port_out_of_range(port):
     with pytest.raises(UsageError, match=r"out of range \(1-65535\)"):
-        datapath.check_port(port)
+        values.port(port)
 
 
 @pytest.mark.parametrize("text,raw", [
@@ -40,12 +40,12 @@ def test_mac_spellings(text, raw):
 @pytest.mark.parametrize("bad", ["", "02:00:00:00:00", "02:00:00:00:00:0g", "020000000000"])
 def test_bad_mac(bad):
     with pytest.raises(UsageError, match="invalid MAC"):
-        datapath.check_mac(bad)
+        values.mac(bad)
 
 
 def test_multicast_mac_rejected_for_ports():
     with pytest.raises(UsageError, match="multicast"):
-        datapath.check_mac("01:00:5e:00:00:01")
+        values.mac("01:00:5e:00:00:01")
 
 
 def test_addr_v4_mapped_roundtrip():
