@@ -510,17 +510,19 @@ class Daemon:
                              % (self.instance, os.getpid(), os.getpid()))
         if op == "submit":  # the engine takes self.lock per action, not for the whole change
             change = declare.from_wire(req.get("change"))
-            metrics = None
-            if isinstance(change, declare.UpFile):
-                metrics = change.config().metrics
-                if metrics != self.metrics_addr:
-                    check_bindable(metrics)  # before anything changes
+            moves = isinstance(change, declare.UpFile)  # a file says where metrics are served
+
+            def bindable(want) -> None:  # with the other checks: before anything changes
+                if moves and want.decl.metrics != self.metrics_addr:
+                    check_bindable(want.decl.metrics)
+
             with self.submit_lock:
                 try:
-                    done = self.engine.submit(change, hold=lambda: self.lock)
+                    done = self.engine.submit(change, hold=lambda: self.lock, check=bindable)
                 finally:
                     self.sync_instances()
-                self.move_metrics(metrics)
+                if moves:
+                    self.move_metrics(self.engine.applied.metrics)
             if isinstance(change, declare.Down):
                 self.stop_event.set()
             return {"ok": True, "done": done}

@@ -22,12 +22,11 @@ Rules kept from dladm and `pyovl up`:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from pyovl.config.load import Config, load_file
+from pyovl.config.load import load_file
 from pyovl.config.rules import split_props
 from pyovl.config.specs import OverlaySpec, VnicSpec, build_overlay, build_vnic
 from pyovl.errors import UsageError
@@ -109,16 +108,8 @@ class UpFile(Change):
     kind: ClassVar[str] = "up"
     path: str = ""
 
-    def config(self) -> Config:
-        """The file, read and validated once per change object."""
-        return self._config
-
-    @functools.cached_property
-    def _config(self) -> Config:
-        return load_file(self.path)
-
     def declare(self, decl: Declaration) -> Declaration:
-        cfg = self.config()
+        cfg = load_file(self.path)  # read once, by whoever applies the change
         for kind, names, have in (("overlay", cfg.overlays, decl.overlays), ("VNIC", cfg.vnics, decl.vnics)):
             for n in names:
                 if n in have and have[n].source != "file":
