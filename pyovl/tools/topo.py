@@ -10,6 +10,7 @@ Underlay addresses come from 198.18.0.0/15 (the benchmarking range).
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from pyroute2 import IPRoute
@@ -106,6 +107,12 @@ def sweep_ns(name: str) -> None:
 
 
 def sweep(prefix: str) -> None:
-    for name in netns.names():
+    """Remove every namespace named prefix-*, and a name a failed creation
+    left as a plain file too (netns.names() lists only live ones)."""
+    try:
+        entries = os.listdir(netns.NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return
+    for name in entries:
         if name.startswith(prefix + "-"):
             sweep_ns(name)
