@@ -10,12 +10,15 @@ Underlay addresses come from 198.18.0.0/15 (the benchmarking range).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 
 from pyroute2 import IPRoute
 
 from pyovl import netlink, netns
+from pyovl.state import run_root
 
 
 def sh(*argv: str, check: bool = True, ns: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -103,7 +106,9 @@ def sweep_ns(name: str) -> None:
         loader.unload(loader.pin_dir(name))
     except OSError:
         pass
-    subprocess.run(["rm", "-rf", "/run/pyovl/%s" % name], capture_output=True)
+    shutil.rmtree(os.path.join(run_root(), name), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(run_root())  # the root too once empty, as pyovl's own removal does (state.remove)
 
 
 def sweep(prefix: str) -> None:
